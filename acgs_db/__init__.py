@@ -1,0 +1,41 @@
+"""acgs-db: the PostgreSQL audit store of the ACGS governance platform."""
+
+from acgs_db.errors import (
+    AcgsDbError,
+    BulkInsertError,
+    ConfigurationError,
+    InvalidRecordError,
+    SchemaNotReadyError,
+)
+from acgs_db.pool import create_pool
+from acgs_db.records import (
+    CachedDecision,
+    DecisionScore,
+    HistoryEntry,
+    TenantMetrics,
+    ValidationRecord,
+)
+from acgs_db.refresher import MetricsRefresher, RefresherStatus, RefreshResult
+from acgs_db.repository import ValidationRepository
+from acgs_db.schema import CONSTITUTIONAL_HASH
+from acgs_db.settings import Settings
+
+__all__ = [
+    "CONSTITUTIONAL_HASH",
+    "AcgsDbError",
+    "BulkInsertError",
+    "CachedDecision",
+    "ConfigurationError",
+    "DecisionScore",
+    "HistoryEntry",
+    "InvalidRecordError",
+    "MetricsRefresher",
+    "RefreshResult",
+    "RefresherStatus",
+    "SchemaNotReadyError",
+    "Settings",
+    "TenantMetrics",
+    "ValidationRecord",
+    "ValidationRepository",
+    "create_pool",
+]

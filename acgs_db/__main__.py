@@ -1,0 +1,5 @@
+"""``python -m acgs_db`` runs the command line."""
+
+from acgs_db.cli import main
+
+main()

@@ -1,0 +1,182 @@
+"""The ``acgs-db`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from acgs_db import schema
+from acgs_db.devdb import DevCluster, database_url
+from acgs_db.errors import AcgsDbError
+from acgs_db.settings import Settings
+
+app = typer.Typer(
+    help="acgs-db: the PostgreSQL audit store of the ACGS platform.", no_args_is_help=True
+)
+dev_db = typer.Typer(
+    help="The embedded development cluster (used when ACGS_DATABASE_URL is unset).",
+    no_args_is_help=True,
+)
+app.add_typer(dev_db, name="dev-db")
+
+console = Console()
+err = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn acgs-db's errors into one red line and exit status 1 instead of a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except AcgsDbError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def run(coro: Awaitable[R]) -> R:
+    return asyncio.run(_as_coroutine(coro))
+
+
+async def _as_coroutine(awaitable: Awaitable[R]) -> R:
+    return await awaitable
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+# -- development cluster --------------------------------------------------------------------
+
+
+@dev_db.command("start")
+@friendly_errors
+def dev_db_start() -> None:
+    """Create (initdb) and start the cluster; print its URL."""
+    console.print(DevCluster(_settings().dev_root).start(), highlight=False)
+
+
+@dev_db.command("stop")
+@friendly_errors
+def dev_db_stop() -> None:
+    """Stop the cluster (its data stays)."""
+    DevCluster(_settings().dev_root).stop()
+
+
+@dev_db.command("status")
+@friendly_errors
+def dev_db_status() -> None:
+    """Say whether the cluster exists and runs."""
+    status = DevCluster(_settings().dev_root).status()
+    state = "running" if status.running else ("stopped" if status.initialized else "absent")
+    console.print(f"{state} {status.data_dir} {status.url or ''}".rstrip(), highlight=False)
+
+
+@dev_db.command("url")
+@friendly_errors
+def dev_db_url() -> None:
+    """Print the cluster's URL, starting it if needed."""
+    console.print(DevCluster(_settings().dev_root).start(), highlight=False)
+
+
+# -- schema ---------------------------------------------------------------------------------
+
+
+@app.command()
+@friendly_errors
+def migrate(revision: Annotated[str, typer.Option(help="Target revision.")] = "head") -> None:
+    """Apply the Alembic migrations (same as ``alembic upgrade head``)."""
+    schema.upgrade(database_url(_settings()), revision)
+
+
+@app.command()
+@friendly_errors
+def downgrade(revision: Annotated[str, typer.Option(help="Target revision.")] = "base") -> None:
+    """Revert the Alembic migrations (default: all of them)."""
+    schema.downgrade(database_url(_settings()), revision)
+
+
+# -- the main job ---------------------------------------------------------------------------
+
+
+@app.command()
+@friendly_errors
+def demo(
+    rows: Annotated[int, typer.Option(help="Sample validations to write.")] = 20_000,
+    tenants: Annotated[int, typer.Option(help="Tenants in the sample.")] = 10,
+) -> None:
+    """Migrate, load a small sample, refresh the 24-hour view and print a tenant's metrics."""
+    settings = _settings()
+    url = database_url(settings)
+    console.print(f"database: {url}", highlight=False)
+    schema.upgrade(url)
+    run(_demo(url, settings, rows, tenants))
+
+
+async def _demo(url: str, settings: Settings, rows: int, tenants: int) -> None:
+    from acgs_db.pool import create_pool
+    from acgs_db.refresher import MetricsRefresher
+    from acgs_db.repository import ValidationRepository
+    from acgs_db.synthetic import Workload, decision_name, generate, tenant_name
+
+    pool = await create_pool(url, settings=settings, min_size=1, max_size=4)
+    try:
+        repo = ValidationRepository(pool, settings)
+        workload = Workload(rows=rows, tenants=tenants, days=2, decisions=50)
+        written = await repo.bulk_insert(generate(workload))
+        console.print(f"wrote {written} validations for {tenants} tenants over 2 days")
+        result = await MetricsRefresher(pool, settings=settings).refresh_once()
+        console.print(f"refreshed the 24-hour view in {result.duration_s * 1000:.1f} ms")
+        tenant = tenant_name(1)
+        metrics = await repo.tenant_metrics(tenant)
+        if metrics is None:
+            console.print(f"{tenant} has no validation in the last 24 hours")
+            return
+        table = Table(title=f"{tenant}: last 24 hours, from the {metrics.source}")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for name in (
+            "total_validations",
+            "avg_compliance_score",
+            "failed_validations",
+            "constitutional_violations",
+            "avg_processing_time_ms",
+            "p95_processing_time_ms",
+            "p99_processing_time_ms",
+        ):
+            table.add_row(name, _fmt(getattr(metrics, name)))
+        console.print(table)
+        history = await repo.history(tenant, decision_name(1, 7), limit=3)
+        console.print(f"latest validations of {decision_name(1, 7)}:")
+        for entry in history:
+            console.print(
+                f"  {entry.created_at:%Y-%m-%d %H:%M:%S}  score {entry.compliance_score}"
+                f"  {entry.processing_time_ms} ms",
+                highlight=False,
+            )
+    finally:
+        await pool.close()
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if value is None:
+        return "-"
+    return str(round(value, 4)) if not isinstance(value, int) else str(value)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,56 @@
+"""Exceptions of acgs-db: every error a caller should handle derives from AcgsDbError."""
+
+from __future__ import annotations
+
+
+class AcgsDbError(Exception):
+    """Base class of the errors raised by acgs-db."""
+
+
+class ConfigurationError(AcgsDbError):
+    """A setting is malformed or a required program or extension is missing."""
+
+
+class InvalidRecordError(AcgsDbError, ValueError):
+    """A record failed validation; nothing of the call that carried it was written.
+
+    ``field`` names the offending field and ``reason`` says what is wrong with it;
+    ``index`` is the record's position in a bulk insert (``None`` for single records);
+    ``committed`` counts rows of earlier chunks already committed (only with ``commit_every``).
+    """
+
+    def __init__(
+        self, field: str, reason: str, index: int | None = None, committed: int = 0
+    ) -> None:
+        self.field = field
+        self.reason = reason
+        self.index = index
+        self.committed = committed
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        where = f"record {self.index}: " if self.index is not None else ""
+        after = (
+            f" ({self.committed} rows of earlier chunks were committed)" if self.committed else ""
+        )
+        return f"{where}{self.field}: {self.reason}{after}"
+
+    def at(self, index: int, committed: int = 0) -> InvalidRecordError:
+        """A copy of this error naming the record's position (and rows already committed)."""
+        return InvalidRecordError(self.field, self.reason, index, committed)
+
+
+class BulkInsertError(AcgsDbError):
+    """A bulk insert failed on the server.
+
+    ``committed`` counts the rows that were durably written before the failure: always 0
+    for an all-or-nothing call, the rows of already committed chunks otherwise.
+    """
+
+    def __init__(self, message: str, committed: int = 0) -> None:
+        self.committed = committed
+        super().__init__(f"{message} ({committed} rows committed before the failure)")
+
+
+class SchemaNotReadyError(AcgsDbError):
+    """The database lacks the acgs-db schema: run ``acgs-db migrate`` (alembic upgrade head)."""

@@ -1,0 +1,76 @@
+"""Prometheus metrics (optional extra ``acgs-db[metrics]``).
+
+Collectors live in a registry of their own, passed to whoever records into it, so that two
+refreshers or test cases never share counters by accident.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from acgs_db.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from acgs_db.refresher import RefreshResult
+
+try:
+    import prometheus_client as prom
+except ImportError:  # pragma: no cover - exercised only without the extra
+    prom = None  # type: ignore[assignment]
+
+
+class Metrics:
+    """The collectors of acgs-db in one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        if prom is None:
+            raise ConfigurationError(
+                "Prometheus metrics need the optional extra: pip install 'acgs-db[metrics]'"
+            )
+        self.registry = registry or prom.CollectorRegistry()
+        self.refresh_duration = prom.Histogram(
+            "acgs_db_refresh_duration_seconds",
+            "Time to refresh tenant_constitutional_metrics_24h",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=self.registry,
+        )
+        self.refresh_last_success = prom.Gauge(
+            "acgs_db_refresh_last_success_timestamp_seconds",
+            "Unix time of the last successful refresh",
+            registry=self.registry,
+        )
+        self.refresh_failures = prom.Counter(
+            "acgs_db_refresh_failures",
+            "Refresh attempts that failed",
+            registry=self.registry,
+        )
+        self.refresh_skips = prom.Counter(
+            "acgs_db_refresh_skips",
+            "Refresh attempts skipped because another process held the refresh",
+            registry=self.registry,
+        )
+        self.statement_duration = prom.Histogram(
+            "acgs_db_statement_duration_seconds",
+            "Duration of repository statements",
+            ["statement"],
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1, 10),
+            registry=self.registry,
+        )
+        self.rows_copied = prom.Counter(
+            "acgs_db_rows_copied",
+            "Validation rows written by bulk_insert",
+            registry=self.registry,
+        )
+
+    def observe_refresh(self, result: RefreshResult) -> None:
+        if result.refreshed:
+            self.refresh_duration.observe(result.duration_s)
+            self.refresh_last_success.set(result.finished_at.timestamp())
+        else:
+            self.refresh_skips.inc()
+
+    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
+        """Serve ``/metrics`` over HTTP from a background thread."""
+        prom.start_http_server(port, addr=addr, registry=self.registry)

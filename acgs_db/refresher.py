@@ -1,0 +1,176 @@
+"""Scheduled refresh of ``tenant_constitutional_metrics_24h``.
+
+The refresh itself is the database function ``refresh_tenant_metrics_24h()``: it takes a
+transaction-scoped advisory lock (so one refresh runs at a time across every process and host;
+the others return false at once), refreshes plainly while the view is unpopulated and
+CONCURRENTLY afterwards. This module calls it once (:meth:`MetricsRefresher.refresh_once`, for
+cron) or in a loop with backoff (:meth:`MetricsRefresher.start`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import asyncpg
+
+from acgs_db.resources import load_sql
+from acgs_db.settings import Settings
+
+if TYPE_CHECKING:
+    from acgs_db.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshResult:
+    """Outcome of one refresh attempt."""
+
+    refreshed: bool
+    """False when another process held the refresh lock, so this one skipped."""
+    duration_s: float
+    finished_at: datetime
+
+
+@dataclass(slots=True)
+class RefresherStatus:
+    """What the refresher has done so far (read it for health checks)."""
+
+    last_success: datetime | None = None
+    last_duration_s: float | None = None
+    consecutive_failures: int = 0
+    failures: int = 0
+    refreshes: int = 0
+    skips: int = 0
+    last_error: str | None = None
+    running: bool = False
+
+
+class MetricsRefresher:
+    """Refreshes the 24-hour metrics view every ``interval`` seconds.
+
+    ``start()`` runs the loop as an asyncio task and ``await stop()`` ends it: a refresh under
+    way may finish for ``grace`` seconds, after which it is cancelled (asyncpg sends a cancel
+    request, so the server rolls back and releases its locks). Failures are logged, counted
+    and retried with exponential backoff capped at the interval; the loop outlives server
+    restarts because the pool replaces broken connections.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        interval: float | None = None,
+        *,
+        settings: Settings | None = None,
+        timeout: float = 900.0,
+        backoff_initial: float = 1.0,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._pool = pool
+        self._settings = settings or Settings.from_env()
+        self.interval = self._settings.refresh_interval if interval is None else interval
+        if self.interval <= 0:
+            raise ValueError("interval must be positive")
+        self._timeout = timeout
+        self._backoff_initial = backoff_initial
+        self._metrics = metrics
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self.status = RefresherStatus()
+
+    async def refresh_once(self) -> RefreshResult:
+        """Refresh now (or skip when another refresher holds the lock); raise on failure."""
+        started = time.perf_counter()
+        try:
+            refreshed = bool(
+                await self._pool.fetchval(load_sql("queries/refresh"), timeout=self._timeout)
+            )
+        except Exception as exc:
+            self._record_failure(exc)
+            raise
+        result = RefreshResult(refreshed, time.perf_counter() - started, datetime.now(UTC))
+        self._record_success(result)
+        return result
+
+    def _record_success(self, result: RefreshResult) -> None:
+        status = self.status
+        status.consecutive_failures = 0
+        status.last_error = None
+        if result.refreshed:
+            status.refreshes += 1
+            status.last_success = result.finished_at
+            status.last_duration_s = result.duration_s
+        else:
+            status.skips += 1
+        if self._metrics is not None:
+            self._metrics.observe_refresh(result)
+
+    def _record_failure(self, exc: BaseException) -> None:
+        status = self.status
+        status.failures += 1
+        status.consecutive_failures += 1
+        status.last_error = f"{type(exc).__name__}: {exc}"
+        if self._metrics is not None:
+            self._metrics.refresh_failures.inc()
+
+    def _delay_after_failure(self) -> float:
+        exponent = min(self.status.consecutive_failures - 1, 16)
+        delay = min(self.interval, self._backoff_initial * 2**exponent)
+        return float(delay * random.uniform(0.8, 1.2))
+
+    async def run(self) -> None:
+        """The loop itself: refresh, wait, repeat until :meth:`stop`."""
+        self.status.running = True
+        try:
+            while not self._stopping.is_set():
+                try:
+                    result = await self.refresh_once()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning(
+                        "refresh of the 24-hour view failed (%d in a row): %s",
+                        self.status.consecutive_failures,
+                        exc,
+                    )
+                    delay = self._delay_after_failure()
+                else:
+                    if result.refreshed:
+                        log.info("refreshed the 24-hour view in %.3f s", result.duration_s)
+                    else:
+                        log.info("skipped: another process is refreshing the 24-hour view")
+                    delay = self.interval
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+        finally:
+            self.status.running = False
+
+    def start(self) -> asyncio.Task[None]:
+        """Run the loop as a task of the current event loop."""
+        if self._task is not None and not self._task.done():
+            raise RuntimeError("the refresher is already running")
+        self._stopping.clear()
+        self._task = asyncio.create_task(self.run(), name="acgs-db-refresher")
+        return self._task
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """End the loop: let a refresh under way finish for ``grace`` seconds, then cancel it."""
+        self._stopping.set()
+        task = self._task
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=grace)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        finally:
+            self._task = None

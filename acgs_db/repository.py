@@ -1,0 +1,256 @@
+"""The repository services import: writes (COPY, single insert), history, metrics, decision cache.
+
+Every statement is loaded by name from ``sql/queries`` and run through asyncpg's statement
+cache, so each is prepared once per connection on the server and reused (with
+``ACGS_STATEMENT_CACHE_SIZE=0`` behind PgBouncer they run unnamed instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from acgs_db.errors import AcgsDbError, BulkInsertError, InvalidRecordError
+from acgs_db.records import (
+    COPY_COLUMNS,
+    DECISION_HASH_MAX,
+    DECISION_ID_MAX,
+    TENANT_ID_MAX,
+    CachedDecision,
+    DecisionScore,
+    HistoryEntry,
+    Limits,
+    TenantMetrics,
+    ValidationRecord,
+    check_json,
+    check_score,
+    check_text,
+    copy_row,
+)
+from acgs_db.resources import load_sql
+from acgs_db.schema import CONSTITUTIONAL_HASH, VALIDATIONS_TABLE
+from acgs_db.settings import Settings
+
+HISTORY_LIMIT_MAX = 1000
+_NO_LIMIT = 10 * 365 * 86400.0  # asyncpg has no public "no timeout"; ten years will do
+_METRICS_FIELDS = (
+    "tenant_id",
+    "constitutional_hash",
+    "avg_compliance_score",
+    "total_validations",
+    "failed_validations",
+    "avg_processing_time_ms",
+    "p95_processing_time_ms",
+    "p99_processing_time_ms",
+    "constitutional_violations",
+)
+
+Records = Iterable[ValidationRecord] | AsyncIterable[ValidationRecord]
+
+
+async def _numbered(records: Records) -> AsyncIterator[tuple[int, ValidationRecord]]:
+    index = 0
+    if isinstance(records, AsyncIterable):
+        async for record in records:
+            yield index, record
+            index += 1
+    else:
+        for record in records:
+            yield index, record
+            index += 1
+
+
+class ValidationRepository:
+    """Reads and writes of the audit store over an asyncpg pool from :func:`create_pool`."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings | None = None) -> None:
+        self._pool = pool
+        self._settings = settings or Settings.from_env()
+        self._limits = Limits(
+            max_details_bytes=self._settings.max_details_bytes,
+            max_processing_time_ms=self._settings.max_processing_time_ms,
+            max_clock_skew=self._settings.max_clock_skew,
+        )
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def insert(self, record: ValidationRecord) -> int:
+        """Write one validation and return its id (a prepared INSERT, not COPY)."""
+        now = datetime.now(UTC)
+        row = list(copy_row(record, self._limits, now))
+        if record.created_at is None:
+            row[-1] = None  # the server's now(), not this host's clock
+        return int(await self._pool.fetchval(load_sql("queries/insert"), *row))
+
+    async def bulk_insert(
+        self,
+        records: Records,
+        *,
+        commit_every: int | None = None,
+    ) -> int:
+        """Write validations with binary COPY; return the number of rows written.
+
+        ``records`` may be any iterable or async iterable; it is streamed, so memory stays flat
+        however long it is. Every record is checked as it is read and before its row is sent;
+        the first bad one raises :class:`InvalidRecordError` naming its index. By default one
+        call is one transaction and one COPY: all rows or none. ``commit_every=N`` commits
+        every N rows instead (for endless streams); a failure then says, in the error's
+        ``committed``, how many rows of earlier chunks are durably stored.
+        """
+        if commit_every is not None and commit_every <= 0:
+            raise ValueError("commit_every must be a positive number of rows")
+        async with self._pool.acquire() as conn:
+            if commit_every is None:
+                return await self._copy_transaction(conn, _numbered(records), None)
+            return await self._copy_chunks(conn, records, commit_every)
+
+    async def _copy_transaction(
+        self,
+        conn: asyncpg.Connection,
+        numbered: AsyncIterator[tuple[int, ValidationRecord]],
+        limit: int | None,
+        committed: int = 0,
+    ) -> int:
+        """One transaction, one COPY of the records ``numbered`` yields (at most ``limit``)."""
+        count = 0
+        limits = self._limits
+
+        async def rows(now: datetime) -> AsyncIterator[tuple[Any, ...]]:
+            nonlocal count
+            async for index, record in numbered:
+                try:
+                    row = copy_row(record, limits, now)
+                except InvalidRecordError as exc:
+                    raise exc.at(index, committed) from None
+                yield row
+                count += 1
+                if limit is not None and count >= limit:
+                    return
+
+        try:
+            async with conn.transaction():
+                now = await conn.fetchval(load_sql("queries/transaction_now"))
+                await conn.copy_records_to_table(
+                    VALIDATIONS_TABLE,
+                    records=rows(now),
+                    columns=COPY_COLUMNS,
+                    timeout=self._settings.copy_timeout or _NO_LIMIT,
+                )
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            raise BulkInsertError(f"bulk insert failed: {exc}", committed) from exc
+        return count
+
+    async def _copy_chunks(self, conn: asyncpg.Connection, records: Records, size: int) -> int:
+        numbered = _numbered(records)
+        total = 0
+        while True:
+            written = await self._copy_transaction(conn, numbered, size, committed=total)
+            total += written
+            if written < size:
+                return total
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def history(
+        self, tenant_id: str, decision_id: str, limit: int = 10
+    ) -> list[HistoryEntry]:
+        """A tenant's validations of one decision, newest first."""
+        check_text("tenant_id", tenant_id, TENANT_ID_MAX)
+        check_text("decision_id", decision_id, DECISION_ID_MAX)
+        _check_limit(limit)
+        rows = await self._pool.fetch(
+            load_sql("queries/history"), tenant_id, decision_id, CONSTITUTIONAL_HASH, limit
+        )
+        return [HistoryEntry(*row) for row in rows]
+
+    async def decision_scores(self, decision_id: str) -> list[DecisionScore]:
+        """Score and processing time of every validation of a decision (index-only scan)."""
+        check_text("decision_id", decision_id, DECISION_ID_MAX)
+        rows = await self._pool.fetch(
+            load_sql("queries/decision_scores"), decision_id, CONSTITUTIONAL_HASH
+        )
+        return [DecisionScore(*row) for row in rows]
+
+    async def tenant_metrics(self, tenant_id: str) -> TenantMetrics | None:
+        """A tenant's figures over the last 24 hours; None when it has no validation there.
+
+        Read from the materialized view while it is fresher than the staleness bound
+        (``ACGS_METRICS_STALENESS``, default twice the refresh interval) and holds the tenant;
+        otherwise computed from the table, with ``source="realtime"``.
+        """
+        check_text("tenant_id", tenant_id, TENANT_ID_MAX)
+        try:
+            row = await self._pool.fetchrow(
+                load_sql("queries/metrics"),
+                tenant_id,
+                CONSTITUTIONAL_HASH,
+                self._settings.staleness,
+            )
+        except asyncpg.ObjectNotInPrerequisiteStateError:  # the view was never populated
+            row = await self._pool.fetchrow(
+                load_sql("queries/metrics_realtime"), tenant_id, CONSTITUTIONAL_HASH
+            )
+        if row is None:
+            return None
+        source, *figures, as_of = row
+        values = dict(zip(_METRICS_FIELDS, figures, strict=True))
+        return TenantMetrics(**values, source=source, as_of=as_of)
+
+    # -- decision cache -------------------------------------------------------------------
+
+    async def get_cached_decision(
+        self,
+        tenant_id: str,
+        decision_hash: str,
+        max_age: timedelta = timedelta(minutes=5),
+    ) -> CachedDecision | None:
+        """The cached result for a decision, only while younger than ``max_age``."""
+        check_text("tenant_id", tenant_id, TENANT_ID_MAX)
+        check_text("decision_hash", decision_hash, DECISION_HASH_MAX)
+        _check_age(max_age)
+        row = await self._pool.fetchrow(
+            load_sql("queries/cache_get"), tenant_id, decision_hash, CONSTITUTIONAL_HASH, max_age
+        )
+        return None if row is None else CachedDecision(*row)
+
+    async def cache_decision(
+        self,
+        tenant_id: str,
+        decision_hash: str,
+        validation_score: float,
+        compliance_details: Any = None,
+        requirements: Any = None,
+    ) -> None:
+        """Store (or replace) a decision's validation result; its age restarts now."""
+        limit = self._settings.max_details_bytes
+        await self._pool.execute(
+            load_sql("queries/cache_put"),
+            check_text("tenant_id", tenant_id, TENANT_ID_MAX),
+            check_text("decision_hash", decision_hash, DECISION_HASH_MAX),
+            CONSTITUTIONAL_HASH,
+            check_score("validation_score", validation_score),
+            check_json("compliance_details", compliance_details, limit),
+            check_json("requirements", requirements, limit),
+        )
+
+    async def purge_expired_cache(self, max_age: timedelta = timedelta(minutes=5)) -> int:
+        """Delete cached results older than ``max_age``; return how many were deleted."""
+        _check_age(max_age)
+        return int(await self._pool.fetchval(load_sql("queries/cache_purge"), max_age))
+
+
+def _check_limit(limit: object) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= HISTORY_LIMIT_MAX:
+        raise AcgsDbError(f"limit must be an integer in [1, {HISTORY_LIMIT_MAX}], got {limit!r}")
+
+
+def _check_age(max_age: object) -> None:
+    if not isinstance(max_age, timedelta) or max_age <= timedelta(0):
+        raise AcgsDbError(f"max_age must be a positive timedelta, got {max_age!r}")

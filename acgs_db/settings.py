@@ -1,0 +1,134 @@
+"""Settings read from ``ACGS_*`` environment variables.
+
+Every tunable of the toolkit lives here, with the seed's figures as defaults, so
+that a deployment changes behaviour through its environment and code passes an
+explicit :class:`Settings` around instead of reading ``os.environ`` itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from acgs_db.errors import ConfigurationError
+
+PREFIX = "ACGS_"
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_T = TypeVar("_T")
+
+
+def _seconds(value: str) -> timedelta:
+    return timedelta(seconds=float(value))
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected a boolean, got {value!r}")
+
+
+def _identifier(value: str) -> str:
+    if not _IDENTIFIER.match(value):
+        raise ValueError(f"{value!r} is not a plain lower-case SQL identifier")
+    return value
+
+
+def _optional_str(value: str) -> str | None:
+    return value or None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """All settings of acgs-db; build one with :meth:`from_env`."""
+
+    database_url: str | None = field(default=None, metadata={"env": "DATABASE_URL"})
+    """libpq URL of the database; unset means the embedded development cluster."""
+    schema: str = field(default="public", metadata={"parse": _identifier})
+    """Schema that holds the audit store's tables."""
+    pool_min_size: int = 10
+    pool_max_size: int = 50
+    command_timeout: float = 5.0
+    """Seconds before a statement is cancelled client-side (the seed's 5 s)."""
+    application_name: str = "acgs_constitutional_service"
+    statement_cache_size: int = 100
+    """asyncpg's prepared-statement cache per connection; 0 behind PgBouncer (transaction mode)."""
+    max_clock_skew: timedelta = field(default=timedelta(minutes=5), metadata={"parse": _seconds})
+    """How far in the future a record's ``created_at`` may lie (seconds)."""
+    max_details_bytes: int = 65536
+    """Largest accepted ``validation_details`` document, in bytes of JSON text."""
+    max_processing_time_ms: int = 86_400_000
+    """Largest plausible ``processing_time_ms`` (one day)."""
+    copy_timeout: float | None = field(default=None, metadata={"parse": float})
+    """Seconds a bulk insert's COPY may take; unset means no limit (not command_timeout)."""
+    refresh_interval: float = 300.0
+    """Seconds between refreshes of the 24-hour metrics view."""
+    metrics_staleness: float | None = field(default=None, metadata={"parse": float})
+    """Seconds after which the view counts as stale; unset means twice the refresh interval."""
+    retention: str = "13 months"
+    """How long pg_partman keeps monthly partitions before dropping them."""
+    premake: int = 4
+    """How many monthly partitions pg_partman keeps ready ahead (and creates behind)."""
+    dev_dir: Path | None = field(default=None, metadata={"parse": Path})
+    """Folder of the embedded development cluster; unset means ``.acgs`` in the project."""
+    cron_database: str = "postgres"
+    """Database where pg_cron is installed (``cron.database_name``)."""
+    tenant_setting: str = "acgs.tenant_id"
+    """Transaction-local setting that row-level security reads the tenant from."""
+
+    @property
+    def staleness(self) -> timedelta:
+        """Age after which :meth:`ValidationRepository.tenant_metrics` stops trusting the view."""
+        seconds = self.metrics_staleness
+        return timedelta(seconds=2 * self.refresh_interval if seconds is None else seconds)
+
+    @property
+    def dev_root(self) -> Path:
+        """Folder of the embedded cluster: ``ACGS_DEV_DIR``, else ``.acgs`` in the project."""
+        if self.dev_dir is not None:
+            return self.dev_dir
+        return project_root() / ".acgs"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read ``ACGS_<FIELD>`` variables; keyword overrides win over the environment."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = PREFIX + f.metadata.get("env", f.name.upper())
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            parse: Callable[[str], Any] = f.metadata.get("parse") or _parser_for(f.type)
+            try:
+                values[f.name] = parse(raw)
+            except ValueError as exc:
+                raise ConfigurationError(f"{name}={raw!r}: {exc}") from exc
+        settings = cls(**values)
+        return replace(settings, **overrides) if overrides else settings
+
+
+def project_root() -> Path:
+    """The source checkout this package runs from, else the current directory."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "pyproject.toml").exists() else Path.cwd()
+
+
+def _parser_for(annotation: Any) -> Callable[[str], Any]:
+    text = str(annotation)
+    if text.startswith("int"):
+        return int
+    if text.startswith("float"):
+        return float
+    if text.startswith("bool"):
+        return _bool
+    if "None" in text:
+        return _optional_str
+    return str

@@ -1,0 +1,1 @@
+SELECT refresh_tenant_metrics_24h()

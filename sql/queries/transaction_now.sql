@@ -1,0 +1,2 @@
+-- The server's transaction time: what DEFAULT now() gives every row of the transaction.
+SELECT now()

@@ -1,0 +1,128 @@
+"""Test harness: every test that touches data talks to a real PostgreSQL with the real extensions.
+
+The server is, in order of preference: ``ACGS_TEST_DATABASE_URL`` (its server is used, with a
+fresh database created per test session); testcontainers when a Docker engine answers
+(``ACGS_TEST_IMAGE`` names an image with pg_partman and pg_cron); else a throwaway cluster
+started from the local PostgreSQL binaries and removed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import psycopg
+import pytest
+
+from acgs_db import schema
+from acgs_db.devdb import DevCluster
+from acgs_db.pool import create_pool
+
+
+@dataclass
+class Server:
+    """A PostgreSQL server the tests may create databases on."""
+
+    admin_url: str
+    cluster: DevCluster | None = None
+
+    def url_for(self, database: str) -> str:
+        parts = urlsplit(self.admin_url)
+        return urlunsplit(parts._replace(path="/" + database))
+
+    def create_database(self, prefix: str = "acgs_test") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url_for(name)
+
+    def drop_database(self, url: str) -> None:
+        name = urlsplit(url).path.lstrip("/")
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _docker_answers() -> bool:
+    if not shutil.which("docker"):
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def start_throwaway_cluster() -> DevCluster:
+    """A private cluster in a temporary folder (also used by fault tests that kill it)."""
+    folder = Path(tempfile.mkdtemp(prefix="acgs-test-"))
+    folder.chmod(0o755)  # under root the cluster runs as postgres, which must enter it
+    root = folder / "cluster"
+    cluster = DevCluster(root, config={"shared_buffers": "'256MB'"})
+    cluster.start()
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Server]:
+    url = os.environ.get("ACGS_TEST_DATABASE_URL")
+    if url:
+        yield Server(url)
+        return
+    if _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        image = os.environ.get("ACGS_TEST_IMAGE", "ghcr.io/dbsystel/postgresql-partman:15")
+        with PostgresContainer(image, driver=None) as container:
+            yield Server(container.get_connection_url())
+        return
+    cluster = start_throwaway_cluster()
+    try:
+        yield Server(cluster.admin_url(), cluster)
+    finally:
+        cluster.destroy()
+        shutil.rmtree(cluster.root.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_server: Server) -> Iterator[str]:
+    """A fresh database, migrated to head, shared by the test session."""
+    url = pg_server.create_database()
+    schema.upgrade(url)
+    yield url
+    pg_server.drop_database(url)
+
+
+@pytest.fixture
+def fresh_database(pg_server: Server) -> Iterator[str]:
+    """An empty database of its own, dropped after the test."""
+    url = pg_server.create_database("acgs_fresh")
+    yield url
+    pg_server.drop_database(url)
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection]:
+    """A synchronous psycopg connection to the session database (autocommit)."""
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture(scope="session")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """The repository's own pool on the session database."""
+    p = await create_pool(database_url, min_size=1, max_size=10)
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+def tenant() -> str:
+    """A tenant id no other test uses, so tests share the database without interfering."""
+    return f"t-{uuid.uuid4().hex[:12]}"
