@@ -1,61 +1,23 @@
-"""The ``acgs-db`` command line."""
+"""Commands of the development cluster, the schema and the main job (``demo``)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from functools import wraps
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from acgs_db import schema
+from acgs_db.cli._common import app, console, friendly_errors, run
+from acgs_db.cli._common import settings as _settings
 from acgs_db.devdb import DevCluster, database_url
-from acgs_db.errors import AcgsDbError
 from acgs_db.settings import Settings
 
-app = typer.Typer(
-    help="acgs-db: the PostgreSQL audit store of the ACGS platform.", no_args_is_help=True
-)
 dev_db = typer.Typer(
     help="The embedded development cluster (used when ACGS_DATABASE_URL is unset).",
     no_args_is_help=True,
 )
 app.add_typer(dev_db, name="dev-db")
-
-console = Console()
-err = Console(stderr=True)
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn acgs-db's errors into one red line and exit status 1 instead of a traceback."""
-
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except AcgsDbError as exc:
-            err.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(1) from None
-
-    return wrapper
-
-
-def run(coro: Awaitable[R]) -> R:
-    return asyncio.run(_as_coroutine(coro))
-
-
-async def _as_coroutine(awaitable: Awaitable[R]) -> R:
-    return await awaitable
-
-
-def _settings() -> Settings:
-    return Settings.from_env()
 
 
 # -- development cluster --------------------------------------------------------------------
@@ -177,6 +139,3 @@ def _fmt(value: Any) -> str:
         return "-"
     return str(round(value, 4)) if not isinstance(value, int) else str(value)
 
-
-def main() -> None:
-    app()

@@ -1,0 +1,13 @@
+"""The ``acgs-db`` command line: one module per group of commands, all on one Typer app."""
+
+from __future__ import annotations
+
+from acgs_db.cli import bench, main_job, operations  # noqa: F401  (they register commands)
+from acgs_db.cli._common import app
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]
