@@ -195,7 +195,7 @@ class ValidationRepository:
             )
         except asyncpg.ObjectNotInPrerequisiteStateError:  # the view was never populated
             row = await self._pool.fetchrow(
-                load_sql("queries/metrics_realtime"), tenant_id, CONSTITUTIONAL_HASH
+                load_sql("queries/metrics_realtime"), tenant_id
             )
         if row is None:
             return None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from acgs_db.resources import load_sql
 from acgs_db.schema import REQUIRE_EXTENSION_SQL
 from acgs_db.settings import Settings
 
@@ -158,26 +159,8 @@ def upgrade() -> None:
     )
 
     op.execute(
-        """
-        CREATE MATERIALIZED VIEW tenant_constitutional_metrics_24h AS
-        SELECT
-            tenant_id,
-            constitutional_hash,
-            AVG(compliance_score) AS avg_compliance_score,
-            COUNT(*) AS total_validations,
-            COUNT(*) FILTER (WHERE compliance_score < 0.95) AS failed_validations,
-            AVG(processing_time_ms) AS avg_processing_time_ms,
-            PERCENTILE_CONT(0.95) WITHIN GROUP (ORDER BY processing_time_ms)
-                AS p95_processing_time_ms,
-            PERCENTILE_CONT(0.99) WITHIN GROUP (ORDER BY processing_time_ms)
-                AS p99_processing_time_ms,
-            COUNT(*) FILTER (WHERE compliance_score < 0.90) AS constitutional_violations,
-            NOW() AS last_updated
-        FROM constitutional_validations
-        WHERE created_at >= NOW() - INTERVAL '24 hours'
-          AND constitutional_hash = 'cdd01ef066bc6cf2'
-        GROUP BY tenant_id, constitutional_hash
-        """
+        "CREATE MATERIALIZED VIEW tenant_constitutional_metrics_24h AS\n"
+        + load_sql("schema/seed_metrics_24h")
     )
     op.execute(
         """
@@ -185,33 +168,9 @@ def upgrade() -> None:
             ON tenant_constitutional_metrics_24h (tenant_id, constitutional_hash)
         """
     )
-    # One refresh at a time across every process and host (a transaction-scoped advisory
-    # lock: the loser returns false at once); plain REFRESH while unpopulated, CONCURRENTLY
-    # after. SECURITY DEFINER with the migration's search_path pinned, so that a role that
-    # does not own the view can be granted EXECUTE.
-    op.execute(
-        """
-        CREATE FUNCTION refresh_tenant_metrics_24h() RETURNS boolean
-        LANGUAGE plpgsql SECURITY DEFINER
-        AS $fn$
-        BEGIN
-            IF NOT pg_try_advisory_xact_lock(
-                hashtextextended('acgs_db.refresh:' || current_schema(), 0)
-            ) THEN
-                RETURN false;
-            END IF;
-            IF (SELECT relispopulated FROM pg_class
-                WHERE oid = 'tenant_constitutional_metrics_24h'::regclass) THEN
-                REFRESH MATERIALIZED VIEW CONCURRENTLY tenant_constitutional_metrics_24h;
-            ELSE
-                REFRESH MATERIALIZED VIEW tenant_constitutional_metrics_24h;
-            END IF;
-            RETURN true;
-        END
-        $fn$
-        """
-    )
-    op.execute("ALTER FUNCTION refresh_tenant_metrics_24h() SET search_path FROM CURRENT")
+    # SECURITY DEFINER with the migration's search_path pinned, so that a role that does not
+    # own the view can be granted EXECUTE.
+    op.execute(load_sql("schema/refresh_function_v1"))
     op.execute("REVOKE ALL ON FUNCTION refresh_tenant_metrics_24h() FROM PUBLIC")
 
 

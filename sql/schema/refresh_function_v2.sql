@@ -1,0 +1,22 @@
+-- refresh_tenant_metrics_24h() with the rollup (migration 0003): fold the pending deltas,
+-- then refresh. One refresh at a time across every process and host (transaction-scoped
+-- advisory lock; the loser returns false at once); plain REFRESH while unpopulated,
+-- CONCURRENTLY after, so readers are never blocked.
+CREATE OR REPLACE FUNCTION refresh_tenant_metrics_24h() RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $fn$
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtextextended('acgs_db.refresh:' || current_schema(), 0)) THEN
+        RETURN false;
+    END IF;
+    PERFORM fold_validation_rollup();
+    IF (SELECT relispopulated FROM pg_class
+        WHERE oid = 'tenant_constitutional_metrics_24h'::regclass) THEN
+        REFRESH MATERIALIZED VIEW CONCURRENTLY tenant_constitutional_metrics_24h;
+    ELSE
+        REFRESH MATERIALIZED VIEW tenant_constitutional_metrics_24h;
+    END IF;
+    RETURN true;
+END
+$fn$
