@@ -51,6 +51,11 @@ class Metrics:
             "Refresh attempts skipped because another process held the refresh",
             registry=self.registry,
         )
+        self.fold_lag = prom.Gauge(
+            "acgs_db_rollup_fold_lag_seconds",
+            "Age of the oldest write not yet folded into validation_rollup",
+            registry=self.registry,
+        )
         self.statement_duration = prom.Histogram(
             "acgs_db_statement_duration_seconds",
             "Duration of repository statements",

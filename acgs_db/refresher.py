@@ -51,6 +51,8 @@ class RefresherStatus:
     skips: int = 0
     last_error: str | None = None
     running: bool = False
+    fold_lag_s: float | None = None
+    """Age of the oldest write not yet folded into the rollup, read after each attempt."""
 
 
 class MetricsRefresher:
@@ -97,7 +99,16 @@ class MetricsRefresher:
             raise
         result = RefreshResult(refreshed, time.perf_counter() - started, datetime.now(UTC))
         self._record_success(result)
+        await self.read_fold_lag()
         return result
+
+    async def read_fold_lag(self) -> float:
+        """Read (and record) the age in seconds of the oldest write not yet folded."""
+        lag = float(await self._pool.fetchval(load_sql("queries/fold_lag")))
+        self.status.fold_lag_s = lag
+        if self._metrics is not None:
+            self._metrics.fold_lag.set(lag)
+        return lag
 
     def _record_success(self, result: RefreshResult) -> None:
         status = self.status

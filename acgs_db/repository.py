@@ -7,9 +7,10 @@ cache, so each is prepared once per connection on the server and reused (with
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -33,6 +34,9 @@ from acgs_db.records import (
 from acgs_db.resources import load_sql
 from acgs_db.schema import CONSTITUTIONAL_HASH, VALIDATIONS_TABLE
 from acgs_db.settings import Settings
+
+if TYPE_CHECKING:
+    from acgs_db.metrics import Metrics
 
 HISTORY_LIMIT_MAX = 1000
 _NO_LIMIT = 10 * 365 * 86400.0  # asyncpg has no public "no timeout"; ten years will do
@@ -66,9 +70,16 @@ async def _numbered(records: Records) -> AsyncIterator[tuple[int, ValidationReco
 class ValidationRepository:
     """Reads and writes of the audit store over an asyncpg pool from :func:`create_pool`."""
 
-    def __init__(self, pool: asyncpg.Pool, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        settings: Settings | None = None,
+        *,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._pool = pool
         self._settings = settings or Settings.from_env()
+        self._metrics = metrics
         self._limits = Limits(
             max_details_bytes=self._settings.max_details_bytes,
             max_processing_time_ms=self._settings.max_processing_time_ms,
@@ -79,6 +90,18 @@ class ValidationRepository:
     def pool(self) -> asyncpg.Pool:
         return self._pool
 
+    async def _run(self, method: str, name: str, *args: Any) -> Any:
+        """Run the named statement through the pool (``fetch``, ``fetchrow``, ...), timed
+        into the statement-duration histogram when metrics are on."""
+        call = getattr(self._pool, method)
+        if self._metrics is None:
+            return await call(load_sql(f"queries/{name}"), *args)
+        started = time.perf_counter()
+        try:
+            return await call(load_sql(f"queries/{name}"), *args)
+        finally:
+            self._metrics.statement_duration.labels(name).observe(time.perf_counter() - started)
+
     # -- writes ---------------------------------------------------------------------------
 
     async def insert(self, record: ValidationRecord) -> int:
@@ -87,7 +110,7 @@ class ValidationRepository:
         row = list(copy_row(record, self._limits, now))
         if record.created_at is None:
             row[-1] = None  # the server's now(), not this host's clock
-        return int(await self._pool.fetchval(load_sql("queries/insert"), *row))
+        return int(await self._run("fetchval", "insert", *row))
 
     async def bulk_insert(
         self,
@@ -106,10 +129,17 @@ class ValidationRepository:
         """
         if commit_every is not None and commit_every <= 0:
             raise ValueError("commit_every must be a positive number of rows")
+        started = time.perf_counter()
         async with self._pool.acquire() as conn:
             if commit_every is None:
-                return await self._copy_transaction(conn, _numbered(records), None)
-            return await self._copy_chunks(conn, records, commit_every)
+                written = await self._copy_transaction(conn, _numbered(records), None)
+            else:
+                written = await self._copy_chunks(conn, records, commit_every)
+        if self._metrics is not None:
+            self._metrics.rows_copied.inc(written)
+            duration = time.perf_counter() - started
+            self._metrics.statement_duration.labels("bulk_insert").observe(duration)
+        return written
 
     async def _copy_transaction(
         self,
@@ -165,17 +195,15 @@ class ValidationRepository:
         check_text("tenant_id", tenant_id, TENANT_ID_MAX)
         check_text("decision_id", decision_id, DECISION_ID_MAX)
         _check_limit(limit)
-        rows = await self._pool.fetch(
-            load_sql("queries/history"), tenant_id, decision_id, CONSTITUTIONAL_HASH, limit
+        rows = await self._run(
+            "fetch", "history", tenant_id, decision_id, CONSTITUTIONAL_HASH, limit
         )
         return [HistoryEntry(*row) for row in rows]
 
     async def decision_scores(self, decision_id: str) -> list[DecisionScore]:
         """Score and processing time of every validation of a decision (index-only scan)."""
         check_text("decision_id", decision_id, DECISION_ID_MAX)
-        rows = await self._pool.fetch(
-            load_sql("queries/decision_scores"), decision_id, CONSTITUTIONAL_HASH
-        )
+        rows = await self._run("fetch", "decision_scores", decision_id, CONSTITUTIONAL_HASH)
         return [DecisionScore(*row) for row in rows]
 
     async def tenant_metrics(self, tenant_id: str) -> TenantMetrics | None:
@@ -183,20 +211,16 @@ class ValidationRepository:
 
         Read from the materialized view while it is fresher than the staleness bound
         (``ACGS_METRICS_STALENESS``, default twice the refresh interval) and holds the tenant;
-        otherwise computed from the table, with ``source="realtime"``.
+        otherwise computed right now from the rollup (exactly the same figures), with
+        ``source="realtime"``.
         """
         check_text("tenant_id", tenant_id, TENANT_ID_MAX)
         try:
-            row = await self._pool.fetchrow(
-                load_sql("queries/metrics"),
-                tenant_id,
-                CONSTITUTIONAL_HASH,
-                self._settings.staleness,
+            row = await self._run(
+                "fetchrow", "metrics", tenant_id, CONSTITUTIONAL_HASH, self._settings.staleness
             )
         except asyncpg.ObjectNotInPrerequisiteStateError:  # the view was never populated
-            row = await self._pool.fetchrow(
-                load_sql("queries/metrics_realtime"), tenant_id
-            )
+            row = await self._run("fetchrow", "metrics_realtime", tenant_id)
         if row is None:
             return None
         source, *figures, as_of = row
@@ -215,8 +239,8 @@ class ValidationRepository:
         check_text("tenant_id", tenant_id, TENANT_ID_MAX)
         check_text("decision_hash", decision_hash, DECISION_HASH_MAX)
         _check_age(max_age)
-        row = await self._pool.fetchrow(
-            load_sql("queries/cache_get"), tenant_id, decision_hash, CONSTITUTIONAL_HASH, max_age
+        row = await self._run(
+            "fetchrow", "cache_get", tenant_id, decision_hash, CONSTITUTIONAL_HASH, max_age
         )
         return None if row is None else CachedDecision(*row)
 
@@ -230,8 +254,9 @@ class ValidationRepository:
     ) -> None:
         """Store (or replace) a decision's validation result; its age restarts now."""
         limit = self._settings.max_details_bytes
-        await self._pool.execute(
-            load_sql("queries/cache_put"),
+        await self._run(
+            "execute",
+            "cache_put",
             check_text("tenant_id", tenant_id, TENANT_ID_MAX),
             check_text("decision_hash", decision_hash, DECISION_HASH_MAX),
             CONSTITUTIONAL_HASH,
@@ -243,7 +268,7 @@ class ValidationRepository:
     async def purge_expired_cache(self, max_age: timedelta = timedelta(minutes=5)) -> int:
         """Delete cached results older than ``max_age``; return how many were deleted."""
         _check_age(max_age)
-        return int(await self._pool.fetchval(load_sql("queries/cache_purge"), max_age))
+        return int(await self._run("fetchval", "cache_purge", max_age))
 
 
 def _check_limit(limit: object) -> None:

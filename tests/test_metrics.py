@@ -1,0 +1,74 @@
+"""Prometheus metrics: what the repository and the refresher record into their registry."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+from prometheus_client import generate_latest
+
+from acgs_db import MetricsRefresher, ValidationRecord, ValidationRepository
+from acgs_db.metrics import Metrics
+from acgs_db.settings import Settings
+
+pytestmark = pytest.mark.asyncio
+
+
+def _sample(metrics: Metrics, name: str, labels: dict[str, str] | None = None) -> float:
+    value = metrics.registry.get_sample_value(name, labels or {})
+    assert value is not None, name
+    return value
+
+
+async def test_repository_records_statement_durations_and_rows_copied(
+    pool: asyncpg.Pool, tenant: str
+) -> None:
+    metrics = Metrics()
+    repo = ValidationRepository(pool, Settings.from_env({}), metrics=metrics)
+    await repo.bulk_insert([ValidationRecord(tenant, "d", 0.5)] * 7)
+    await repo.history(tenant, "d")
+    await repo.history(tenant, "d")
+    assert _sample(metrics, "acgs_db_rows_copied_total") == 7
+    history = {"statement": "history"}
+    assert _sample(metrics, "acgs_db_statement_duration_seconds_count", history) == 2
+    assert _sample(metrics, "acgs_db_statement_duration_seconds_sum", history) > 0
+    bulk = {"statement": "bulk_insert"}
+    assert _sample(metrics, "acgs_db_statement_duration_seconds_count", bulk) == 1
+
+
+async def test_refresher_records_duration_success_and_fold_lag(
+    pool: asyncpg.Pool, tenant: str
+) -> None:
+    metrics = Metrics()
+    await ValidationRepository(pool, Settings.from_env({})).insert(
+        ValidationRecord(tenant, "d", 0.5)
+    )
+    refresher = MetricsRefresher(pool, settings=Settings.from_env({}), metrics=metrics)
+    await pool.execute("SELECT pg_sleep(0.05)")
+    lag_before = await refresher.read_fold_lag()
+    assert lag_before > 0  # the insert above waits in the delta table
+    result = await refresher.refresh_once()
+    assert result.refreshed
+    assert _sample(metrics, "acgs_db_refresh_duration_seconds_count") == 1
+    assert _sample(metrics, "acgs_db_refresh_last_success_timestamp_seconds") == pytest.approx(
+        result.finished_at.timestamp()
+    )
+    assert refresher.status.fold_lag_s == 0.0  # the refresh folded everything
+    assert _sample(metrics, "acgs_db_rollup_fold_lag_seconds") == 0.0
+    assert b"acgs_db_refresh_failures_total 0.0" in generate_latest(metrics.registry)
+
+
+async def test_refresher_counts_failures(database_url: str) -> None:
+    from acgs_db.pool import create_pool
+
+    metrics = Metrics()
+    broken = await create_pool(
+        database_url, min_size=1, max_size=1, server_settings={"search_path": "nowhere"}
+    )
+    try:
+        refresher = MetricsRefresher(broken, settings=Settings.from_env({}), metrics=metrics)
+        with pytest.raises(asyncpg.UndefinedFunctionError):
+            await refresher.refresh_once()
+        assert refresher.status.consecutive_failures == 1
+        assert _sample(metrics, "acgs_db_refresh_failures_total") == 1
+    finally:
+        await broken.close()
