@@ -149,7 +149,7 @@ class MetricsRefresher:
                     log.warning(
                         "refresh of the 24-hour view failed (%d in a row): %s",
                         self.status.consecutive_failures,
-                        exc,
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
                     )
                     delay = self._delay_after_failure()
                 else:

@@ -8,15 +8,14 @@ cache, so each is prepared once per connection on the server and reused (with
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from acgs_db.errors import AcgsDbError, BulkInsertError, InvalidRecordError
+from acgs_db.errors import AcgsDbError
+from acgs_db.ingest import Ingest, Records, RecoveryReport
 from acgs_db.records import (
-    COPY_COLUMNS,
     DECISION_HASH_MAX,
     DECISION_ID_MAX,
     TENANT_ID_MAX,
@@ -32,14 +31,13 @@ from acgs_db.records import (
     copy_row,
 )
 from acgs_db.resources import load_sql
-from acgs_db.schema import CONSTITUTIONAL_HASH, VALIDATIONS_TABLE
+from acgs_db.schema import CONSTITUTIONAL_HASH
 from acgs_db.settings import Settings
 
 if TYPE_CHECKING:
     from acgs_db.metrics import Metrics
 
 HISTORY_LIMIT_MAX = 1000
-_NO_LIMIT = 10 * 365 * 86400.0  # asyncpg has no public "no timeout"; ten years will do
 _METRICS_FIELDS = (
     "tenant_id",
     "constitutional_hash",
@@ -51,20 +49,6 @@ _METRICS_FIELDS = (
     "p99_processing_time_ms",
     "constitutional_violations",
 )
-
-Records = Iterable[ValidationRecord] | AsyncIterable[ValidationRecord]
-
-
-async def _numbered(records: Records) -> AsyncIterator[tuple[int, ValidationRecord]]:
-    index = 0
-    if isinstance(records, AsyncIterable):
-        async for record in records:
-            yield index, record
-            index += 1
-    else:
-        for record in records:
-            yield index, record
-            index += 1
 
 
 class ValidationRepository:
@@ -85,6 +69,7 @@ class ValidationRepository:
             max_processing_time_ms=self._settings.max_processing_time_ms,
             max_clock_skew=self._settings.max_clock_skew,
         )
+        self._ingest = Ingest(pool, self._limits, self._settings.copy_timeout)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -116,75 +101,40 @@ class ValidationRepository:
         self,
         records: Records,
         *,
+        batch_id: str | None = None,
         commit_every: int | None = None,
+        connections: int = 1,
     ) -> int:
         """Write validations with binary COPY; return the number of rows written.
 
         ``records`` may be any iterable or async iterable; it is streamed, so memory stays flat
         however long it is. Every record is checked as it is read and before its row is sent;
-        the first bad one raises :class:`InvalidRecordError` naming its index. By default one
-        call is one transaction and one COPY: all rows or none. ``commit_every=N`` commits
-        every N rows instead (for endless streams); a failure then says, in the error's
-        ``committed``, how many rows of earlier chunks are durably stored.
+        the first bad one raises :class:`InvalidRecordError` naming its index, and nothing of
+        the call is written: one call is one transaction and one COPY.
+
+        * ``batch_id``: recorded in the same transaction; calling again with an id that was
+          committed writes nothing and returns 0 (a safe retry after an ambiguous failure).
+        * ``commit_every=N``: a transaction per N rows, for endless streams; a failure then
+          says, in the error's ``committed``, how many rows of earlier chunks are stored.
+        * ``connections=N``: COPY over N connections at once, all or nothing through
+          two-phase commit (needs ``max_prepared_transactions >= N``; see :mod:`acgs_db.ingest`
+          for what it guarantees).
         """
-        if commit_every is not None and commit_every <= 0:
-            raise ValueError("commit_every must be a positive number of rows")
         started = time.perf_counter()
-        async with self._pool.acquire() as conn:
-            if commit_every is None:
-                written = await self._copy_transaction(conn, _numbered(records), None)
-            else:
-                written = await self._copy_chunks(conn, records, commit_every)
+        written = await self._ingest.copy(
+            records, batch_id=batch_id, commit_every=commit_every, connections=connections
+        )
         if self._metrics is not None:
             self._metrics.rows_copied.inc(written)
             duration = time.perf_counter() - started
             self._metrics.statement_duration.labels("bulk_insert").observe(duration)
         return written
 
-    async def _copy_transaction(
-        self,
-        conn: asyncpg.Connection,
-        numbered: AsyncIterator[tuple[int, ValidationRecord]],
-        limit: int | None,
-        committed: int = 0,
-    ) -> int:
-        """One transaction, one COPY of the records ``numbered`` yields (at most ``limit``)."""
-        count = 0
-        limits = self._limits
-
-        async def rows(now: datetime) -> AsyncIterator[tuple[Any, ...]]:
-            nonlocal count
-            async for index, record in numbered:
-                try:
-                    row = copy_row(record, limits, now)
-                except InvalidRecordError as exc:
-                    raise exc.at(index, committed) from None
-                yield row
-                count += 1
-                if limit is not None and count >= limit:
-                    return
-
-        try:
-            async with conn.transaction():
-                now = await conn.fetchval(load_sql("queries/transaction_now"))
-                await conn.copy_records_to_table(
-                    VALIDATIONS_TABLE,
-                    records=rows(now),
-                    columns=COPY_COLUMNS,
-                    timeout=self._settings.copy_timeout or _NO_LIMIT,
-                )
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
-            raise BulkInsertError(f"bulk insert failed: {exc}", committed) from exc
-        return count
-
-    async def _copy_chunks(self, conn: asyncpg.Connection, records: Records, size: int) -> int:
-        numbered = _numbered(records)
-        total = 0
-        while True:
-            written = await self._copy_transaction(conn, numbered, size, committed=total)
-            total += written
-            if written < size:
-                return total
+    async def recover_prepared(
+        self, older_than: timedelta = timedelta(minutes=1)
+    ) -> RecoveryReport:
+        """Finish or roll back multi-connection batches left prepared by a crashed writer."""
+        return await self._ingest.recover(older_than)
 
     # -- reads ----------------------------------------------------------------------------
 

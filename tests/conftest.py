@@ -8,6 +8,7 @@ started from the local PostgreSQL binaries and removed at the end.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -119,7 +120,11 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     """The repository's own pool on the session database."""
     p = await create_pool(database_url, min_size=1, max_size=10)
     yield p
-    await p.close()
+    try:  # a connection never released would make close() wait forever
+        await asyncio.wait_for(p.close(), timeout=30)
+    except TimeoutError:
+        p.terminate()
+        raise AssertionError("a test left a pool connection acquired") from None
 
 
 @pytest.fixture

@@ -1,3 +1,244 @@
-"""Operator commands: refresh, refresher, schedule (pg_cron), maintain (pg_partman)."""
+"""Operator commands: refresh, refresher, schedule (pg_cron), maintain (pg_partman).
+
+Their output is plain text (``typer.echo``, never wrapped to the terminal's width), so that cron
+mails and log files get exactly the lines documented.
+"""
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from acgs_db import partitions
+from acgs_db import schedule as cron
+from acgs_db.cli._common import P, R, app, run
+from acgs_db.cli._common import settings as _settings
+from acgs_db.devdb import database_url
+from acgs_db.errors import AcgsDbError, ConfigurationError
+from acgs_db.schema import METRICS_VIEW
+
+if TYPE_CHECKING:
+    from acgs_db.metrics import Metrics
+    from acgs_db.refresher import MetricsRefresher, RefreshResult
+    from acgs_db.settings import Settings
+
+
+def _plain_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Like ``friendly_errors``, but the error is exactly one unwrapped line on stderr."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except AcgsDbError as exc:
+            typer.echo(f"error: {_one_line(exc)}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line: the first line of its message (with its type unless ours)."""
+    lines = str(exc).strip().splitlines()
+    kind = type(exc).__name__
+    if not lines:
+        return kind
+    return lines[0] if isinstance(exc, AcgsDbError) else f"{kind}: {lines[0]}"
+
+
+# -- refresh (one shot, for cron) -----------------------------------------------------------
+
+
+@app.command()
+def refresh(
+    timeout: Annotated[
+        float, typer.Option(help="Seconds the refresh may take before it is cancelled.")
+    ] = 900.0,
+) -> None:
+    """Refresh the 24-hour view once, for cron: one line; exit 0 when refreshed or skipped.
+
+    Skipped means another process was refreshing at that moment (the refresh takes an advisory
+    lock), which leaves the view just as fresh. Any failure prints one line to stderr and exits 1.
+    """
+    from asyncpg.exceptions import UndefinedFunctionError, UndefinedTableError
+
+    try:
+        result = run(_refresh_once(_settings(), timeout))
+    except Exception as exc:
+        missing = isinstance(exc, UndefinedFunctionError | UndefinedTableError)
+        hint = " (run acgs-db migrate)" if missing else ""
+        typer.echo(f"error: refresh of {METRICS_VIEW} failed: {_one_line(exc)}{hint}", err=True)
+        raise typer.Exit(1) from None
+    if result.refreshed:
+        typer.echo(f"refreshed {METRICS_VIEW} in {result.duration_s:.3f} s")
+    else:
+        typer.echo(
+            f"skipped: another session is refreshing {METRICS_VIEW} "
+            f"(checked in {result.duration_s:.3f} s)"
+        )
+
+
+async def _refresh_once(settings: Settings, limit: float) -> RefreshResult:
+    from acgs_db.pool import create_pool
+    from acgs_db.refresher import MetricsRefresher
+
+    url = await asyncio.to_thread(database_url, settings)
+    pool = await create_pool(url, settings=settings, min_size=1, max_size=1)
+    try:
+        return await MetricsRefresher(pool, settings=settings, timeout=limit).refresh_once()
+    finally:
+        await pool.close()
+
+
+# -- refresher (the loop in the foreground) -------------------------------------------------
+
+
+@app.command()
+@_plain_errors
+def refresher(
+    interval: Annotated[
+        float | None,
+        typer.Option(help="Seconds between refreshes (default ACGS_REFRESH_INTERVAL).", min=0.01),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics.", min=1),
+    ] = None,
+    grace: Annotated[
+        float, typer.Option(help="Seconds a refresh under way may finish after SIGTERM.")
+    ] = 30.0,
+) -> None:
+    """Refresh the 24-hour view in a loop until SIGTERM or SIGINT (Ctrl-C) stops it cleanly.
+
+    Failures are logged and retried with exponential backoff capped at the interval; the loop
+    outlives database restarts. Logs go to stderr.
+    """
+    settings = _settings()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("acgs_db")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        run(_refresher(settings, interval, metrics_port, grace))
+    finally:
+        logger.removeHandler(handler)
+
+
+def _metrics(port: int | None) -> Metrics | None:
+    if port is None:
+        return None
+    from acgs_db.metrics import Metrics
+
+    metrics = Metrics()
+    try:
+        metrics.serve(port)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot serve metrics on 127.0.0.1:{port}: {exc}") from exc
+    return metrics
+
+
+async def _refresher(
+    settings: Settings, interval: float | None, port: int | None, grace: float
+) -> None:
+    from acgs_db.pool import create_pool
+    from acgs_db.refresher import MetricsRefresher
+
+    metrics = _metrics(port)
+    url = await asyncio.to_thread(database_url, settings)
+    # min_size=0: the loop starts (and retries) even while the server is down; idle connections
+    # are kept between refreshes rather than reopened every interval.
+    pool = await create_pool(
+        url, settings=settings, min_size=0, max_size=1, max_inactive_connection_lifetime=0
+    )
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    worker = MetricsRefresher(pool, interval, settings=settings, metrics=metrics)
+    try:
+        task = worker.start()
+        where = f"; metrics on http://127.0.0.1:{port}/metrics" if port else ""
+        typer.echo(f"refresher: refreshing {METRICS_VIEW} every {worker.interval:g} s{where}")
+        waiter = asyncio.create_task(stopping.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        await worker.stop(grace)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(pool.close(), timeout=10)
+    typer.echo(f"refresher: stopped ({_status_line(worker)})")
+
+
+def _status_line(worker: MetricsRefresher) -> str:
+    s = worker.status
+    last = s.last_success.isoformat(timespec="seconds") if s.last_success else "never"
+    return f"{s.refreshes} refreshes, {s.skips} skips, {s.failures} failures, last success {last}"
+
+
+# -- schedule (pg_cron) ---------------------------------------------------------------------
+
+
+@app.command("schedule")
+@_plain_errors
+def schedule_command(
+    pg_cron: Annotated[
+        bool, typer.Option("--pg-cron", help="Register (or update) the pg_cron jobs.")
+    ] = False,
+    unschedule: Annotated[
+        bool, typer.Option("--unschedule", help="Remove this database's pg_cron jobs.")
+    ] = False,
+    every: Annotated[
+        str | None,
+        typer.Option(help="Refresh schedule: 5min, 1h, ... (default ACGS_REFRESH_INTERVAL)."),
+    ] = None,
+    maintenance_every: Annotated[
+        str, typer.Option(help="Partition maintenance schedule (hourly runs at minute 7).")
+    ] = cron.DEFAULT_MAINTENANCE_EVERY,
+) -> None:
+    """Schedule the refresh and the partition maintenance with pg_cron, or remove them."""
+    if pg_cron == unschedule:
+        typer.echo("error: choose one of --pg-cron and --unschedule", err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+    url = database_url(settings)
+    if unschedule:
+        removed = cron.unschedule(url, settings)
+        for job in removed:
+            typer.echo(f"unscheduled {job.name} (pg_cron job {job.jobid})")
+        if not removed:
+            typer.echo(f"no acgs-db pg_cron jobs for schema {settings.schema} of this database")
+        return
+    for job in cron.schedule(url, settings, every=every, maintenance_every=maintenance_every):
+        typer.echo(
+            f"scheduled {job.name} (pg_cron job {job.jobid}, '{job.schedule}', "
+            f"in database {job.database}): {job.command}"
+        )
+
+
+# -- maintain (pg_partman) ------------------------------------------------------------------
+
+
+@app.command()
+@_plain_errors
+def maintain() -> None:
+    """Partition maintenance now: move rows out of the default partition, premake, retention.
+
+    Rows older than the retention (ACGS_RETENTION, 13 months by default) that sat in the default
+    partition are moved into a partition of their own, which retention then drops: they are
+    deleted, and the report says how many.
+    """
+    settings = _settings()
+    report = partitions.maintain(database_url(settings), settings)
+    for line in report.lines():
+        typer.echo(line)

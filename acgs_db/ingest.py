@@ -1,0 +1,338 @@
+"""Bulk ingest: binary COPY streams, idempotent batches, and COPY over several connections.
+
+One call of :meth:`Ingest.copy` is one transaction and one COPY fed by a generator that checks
+each record right before its row is sent, so memory stays flat and a bad record aborts the
+COPY (nothing of the call is written). Variants:
+
+* ``batch_id``: the batch is recorded in ``ingest_batches`` in the same transaction; a retry
+  of a batch that did commit writes nothing.
+* ``commit_every``: a transaction per N rows, for endless streams.
+* ``connections=N``: the stream is dealt in chunks to N connections, each in its own
+  transaction; all are prepared (``PREPARE TRANSACTION``), then committed, part 0 first. Part 0
+  holds the batch's ledger row: once it is committed the batch is decided, and
+  :meth:`Ingest.recover` finishes a batch whose coordinator died between the commits (or rolls
+  back one that was never decided). Durability is all or nothing; visibility is not atomic: for
+  the milliseconds between the COMMIT PREPAREDs a reader can see some parts and not others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from acgs_db.errors import BulkInsertError, ConfigurationError, InvalidRecordError
+from acgs_db.records import COPY_COLUMNS, Limits, ValidationRecord, check_text, copy_row
+from acgs_db.resources import load_sql
+from acgs_db.schema import VALIDATIONS_TABLE
+
+Records = Iterable[ValidationRecord] | AsyncIterable[ValidationRecord]
+Row = tuple[Any, ...]
+
+BATCH_ID_MAX = 200
+_NO_LIMIT = 10 * 365 * 86400.0  # asyncpg has no public "no timeout"; ten years will do
+_GID = re.compile(r"^acgs_db:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}:\d{1,3}$")
+_SERVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+def _gid_statement(verb: str, gid: str) -> str:
+    """``PREPARE TRANSACTION`` and ``COMMIT/ROLLBACK PREPARED`` take no bind parameters; the
+    gid is always one this module made (checked against its exact shape), never input."""
+    if verb not in {"PREPARE TRANSACTION", "COMMIT PREPARED", "ROLLBACK PREPARED"}:
+        raise ValueError(verb)
+    if not _GID.match(gid):
+        raise ValueError(f"not an acgs_db gid: {gid!r}")
+    return f"{verb} '{gid}'"
+
+
+def _gid(token: uuid.UUID, part: int) -> str:
+    return f"acgs_db:{token}:{part}"
+
+
+async def _numbered(records: Records) -> AsyncIterator[tuple[int, ValidationRecord]]:
+    index = 0
+    if isinstance(records, AsyncIterable):
+        async for record in records:
+            yield index, record
+            index += 1
+    else:
+        for record in records:
+            yield index, record
+            index += 1
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    """What :meth:`Ingest.recover` did with left-over prepared transactions."""
+
+    committed: list[str]
+    rolled_back: list[str]
+
+
+class Ingest:
+    """The COPY machinery behind :meth:`ValidationRepository.bulk_insert`."""
+
+    def __init__(self, pool: asyncpg.Pool, limits: Limits, copy_timeout: float | None) -> None:
+        self._pool = pool
+        self._limits = limits
+        self._timeout = copy_timeout or _NO_LIMIT
+
+    async def copy(
+        self,
+        records: Records,
+        *,
+        batch_id: str | None = None,
+        commit_every: int | None = None,
+        connections: int = 1,
+        chunk_rows: int = 5000,
+    ) -> int:
+        """Write ``records``; return the rows written (0 for a batch already committed)."""
+        if batch_id is not None:
+            check_text("batch_id", batch_id, BATCH_ID_MAX)
+        if commit_every is not None:
+            if commit_every <= 0:
+                raise ValueError("commit_every must be a positive number of rows")
+            if batch_id is not None or connections != 1:
+                raise ValueError("commit_every cannot be combined with batch_id or connections")
+        if connections < 1:
+            raise ValueError("connections must be at least 1")
+        numbered = _numbered(records)
+        if connections > 1:
+            return await self._copy_prepared(numbered, batch_id, connections, chunk_rows)
+        async with self._pool.acquire() as conn:
+            if commit_every is None:
+                return await self._copy_transaction(conn, numbered, batch_id=batch_id)
+            total = 0
+            while True:
+                written = await self._copy_transaction(
+                    conn, numbered, limit=commit_every, committed=total
+                )
+                total += written
+                if written < commit_every:
+                    return total
+
+    def _rows(
+        self,
+        numbered: AsyncIterator[tuple[int, ValidationRecord]],
+        now: datetime,
+        counter: list[int],
+        limit: int | None = None,
+        committed: int = 0,
+    ) -> AsyncIterator[Row]:
+        """COPY rows of the records, each checked right before it is sent; counts into
+        ``counter[0]`` as asyncpg takes them."""
+        limits = self._limits
+
+        async def rows() -> AsyncIterator[Row]:
+            async for index, record in numbered:
+                try:
+                    row = copy_row(record, limits, now)
+                except InvalidRecordError as exc:
+                    raise exc.at(index, committed) from None
+                yield row
+                counter[0] += 1
+                if limit is not None and counter[0] >= limit:
+                    return
+
+        return rows()
+
+    async def _copy_transaction(
+        self,
+        conn: asyncpg.Connection,
+        numbered: AsyncIterator[tuple[int, ValidationRecord]],
+        *,
+        limit: int | None = None,
+        committed: int = 0,
+        batch_id: str | None = None,
+    ) -> int:
+        counter = [0]
+        try:
+            async with conn.transaction():
+                now = await conn.fetchval(load_sql("queries/transaction_now"))
+                if batch_id is not None:
+                    claimed = await conn.fetchval(
+                        load_sql("queries/batch_claim"), batch_id, 1, None
+                    )
+                    if claimed is None:
+                        return 0
+                await conn.copy_records_to_table(
+                    VALIDATIONS_TABLE,
+                    records=self._rows(numbered, now, counter, limit, committed),
+                    columns=COPY_COLUMNS,
+                    timeout=self._timeout,
+                )
+                if batch_id is not None:
+                    await conn.execute(load_sql("queries/batch_count"), batch_id, counter[0])
+        except _SERVER_ERRORS as exc:
+            raise BulkInsertError(f"bulk insert failed: {exc}", committed) from exc
+        return counter[0]
+
+    # -- several connections, two-phase commit ------------------------------------------------
+
+    async def _copy_prepared(
+        self,
+        numbered: AsyncIterator[tuple[int, ValidationRecord]],
+        batch_id: str | None,
+        connections: int,
+        chunk_rows: int,
+    ) -> int:
+        token = uuid.uuid4()
+        batch = batch_id or str(token)
+        conns: list[asyncpg.Connection] = []
+        prepared: list[str] = []
+        try:
+            for _ in range(connections):
+                conns.append(await self._pool.acquire())
+            capacity = await conns[0].fetchval(load_sql("queries/max_prepared_transactions"))
+            if capacity < connections:
+                raise ConfigurationError(
+                    f"a bulk insert over {connections} connections needs "
+                    f"max_prepared_transactions >= {connections} (the server has {capacity})"
+                )
+            for conn in conns:
+                await conn.execute("BEGIN")
+            now = await conns[0].fetchval(load_sql("queries/transaction_now"))
+            claimed = await conns[0].fetchval(
+                load_sql("queries/batch_claim"), batch, connections, token
+            )
+            if claimed is None:  # this batch was committed before: nothing to write
+                await self._release(conns, rollback=[])
+                return 0
+            total = await self._deal(numbered, conns, now, chunk_rows)
+            await conns[0].execute(load_sql("queries/batch_count"), batch, total)
+            for part, conn in enumerate(conns):
+                await conn.execute(_gid_statement("PREPARE TRANSACTION", _gid(token, part)))
+                prepared.append(_gid(token, part))
+        except _SERVER_ERRORS as exc:
+            await self._release(conns, rollback=prepared)
+            raise BulkInsertError(
+                f"bulk insert over {connections} connections failed: {exc}"
+            ) from exc
+        except BaseException:
+            await self._release(conns, rollback=prepared)
+            raise
+        # Committing part 0 decides the batch: from then on, the others are only ever committed
+        # (here, or by recover() if this process dies or loses the server now).
+        try:
+            await conns[0].execute(_gid_statement("COMMIT PREPARED", prepared[0]))
+        except _SERVER_ERRORS as exc:
+            await self._release(conns, rollback=prepared)
+            raise BulkInsertError(
+                f"bulk insert over {connections} connections failed: {exc}"
+            ) from exc
+        left = prepared[1:]
+        for gid in prepared[1:]:
+            with contextlib.suppress(*_SERVER_ERRORS):
+                await conns[0].execute(_gid_statement("COMMIT PREPARED", gid))
+                left.remove(gid)
+        await self._release(conns, rollback=[])
+        if left:
+            raise BulkInsertError(
+                f"batch {batch} is decided but {len(left)} of its parts could not be committed "
+                "yet; `acgs-db recover` (Ingest.recover) commits them",
+                committed=total,
+            )
+        return total
+
+    async def _deal(
+        self,
+        numbered: AsyncIterator[tuple[int, ValidationRecord]],
+        conns: list[asyncpg.Connection],
+        now: datetime,
+        chunk_rows: int,
+    ) -> int:
+        """Check records and deal them in chunks to one COPY per connection."""
+        queues: list[asyncio.Queue[list[Row] | None]] = [asyncio.Queue(maxsize=2) for _ in conns]
+        limits = self._limits
+
+        async def feed() -> int:
+            count = 0
+            chunk: list[Row] = []
+            turn = 0
+            async for index, record in numbered:
+                try:
+                    chunk.append(copy_row(record, limits, now))
+                except InvalidRecordError as exc:
+                    raise exc.at(index) from None
+                if len(chunk) >= chunk_rows:
+                    await queues[turn].put(chunk)
+                    count += len(chunk)
+                    chunk, turn = [], (turn + 1) % len(queues)
+            if chunk:
+                await queues[turn].put(chunk)
+                count += len(chunk)
+            for queue in queues:
+                await queue.put(None)
+            return count
+
+        async def drain(queue: asyncio.Queue[list[Row] | None]) -> AsyncIterator[Row]:
+            while (chunk := await queue.get()) is not None:
+                for row in chunk:
+                    yield row
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                fed = group.create_task(feed())
+                for conn, queue in zip(conns, queues, strict=True):
+                    group.create_task(
+                        conn.copy_records_to_table(
+                            VALIDATIONS_TABLE,
+                            records=drain(queue),
+                            columns=COPY_COLUMNS,
+                            timeout=self._timeout,
+                        )
+                    )
+        except BaseExceptionGroup as group_error:
+            # The first cause matters (a bad record, a server error); the rest are its echoes.
+            bad = group_error.subgroup(InvalidRecordError)
+            raise (bad or group_error).exceptions[0] from None
+        return fed.result()
+
+    async def _release(self, conns: list[asyncpg.Connection], *, rollback: list[str]) -> None:
+        """Roll back the given prepared parts and any open transaction; hand the connections
+        back (terminating those left in an unknown state)."""
+        for gid in rollback:
+            with contextlib.suppress(*_SERVER_ERRORS):
+                await self._pool.execute(_gid_statement("ROLLBACK PREPARED", gid))
+        for conn in conns:
+            try:
+                if conn.is_in_transaction():
+                    await conn.execute("ROLLBACK")
+            except _SERVER_ERRORS:
+                conn.terminate()
+            await self._pool.release(conn)
+
+    async def recover(self, older_than: timedelta = timedelta(minutes=1)) -> RecoveryReport:
+        """Finish multi-connection batches whose coordinator died between PREPARE and COMMIT.
+
+        A batch whose ledger row (part 0) is committed was decided: its other parts are
+        committed. An undecided batch is rolled back, part 0 first, so that a coordinator still
+        at work cannot commit it afterwards.
+        """
+        committed: list[str] = []
+        rolled_back: list[str] = []
+        rows = await self._pool.fetch(load_sql("queries/prepared_batches"), older_than)
+        batches: dict[uuid.UUID, list[str]] = {}
+        for row in rows:
+            batches.setdefault(row["token"], []).append(row["gid"])
+        for token, gids in batches.items():
+            decided = await self._pool.fetchval(load_sql("queries/batch_decided"), token)
+            if not decided and gids[0] == _gid(token, 0):
+                try:
+                    await self._pool.execute(_gid_statement("ROLLBACK PREPARED", gids[0]))
+                    rolled_back.append(gids.pop(0))
+                except asyncpg.UndefinedObjectError:  # its coordinator committed it just now
+                    gids.pop(0)
+                decided = await self._pool.fetchval(load_sql("queries/batch_decided"), token)
+            verb = "COMMIT PREPARED" if decided else "ROLLBACK PREPARED"
+            for gid in gids:
+                await self._pool.execute(_gid_statement(verb, gid))
+                (committed if decided else rolled_back).append(gid)
+        return RecoveryReport(committed, rolled_back)

@@ -1,0 +1,2 @@
+-- Whether pg_cron's extension exists in this database.
+SELECT to_regclass('cron.job') IS NOT NULL

@@ -1,0 +1,1 @@
+SELECT {schema}.refresh_tenant_metrics_24h()

@@ -1,0 +1,1 @@
+CALL {schema}.acgs_partition_maintenance()
