@@ -37,6 +37,7 @@ Records = Iterable[ValidationRecord] | AsyncIterable[ValidationRecord]
 Row = tuple[Any, ...]
 
 BATCH_ID_MAX = 200
+STAGE_TABLE = "acgs_ingest_stage"
 _NO_LIMIT = 10 * 365 * 86400.0  # asyncpg has no public "no timeout"; ten years will do
 _GID = re.compile(r"^acgs_db:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}:\d{1,3}$")
 _SERVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
@@ -68,6 +69,14 @@ async def _numbered(records: Records) -> AsyncIterator[tuple[int, ValidationReco
             index += 1
 
 
+async def _chain(
+    first: tuple[int, ValidationRecord], rest: AsyncIterator[tuple[int, ValidationRecord]]
+) -> AsyncIterator[tuple[int, ValidationRecord]]:
+    yield first
+    async for item in rest:
+        yield item
+
+
 @dataclass(frozen=True, slots=True)
 class RecoveryReport:
     """What :meth:`Ingest.recover` did with left-over prepared transactions."""
@@ -92,8 +101,13 @@ class Ingest:
         commit_every: int | None = None,
         connections: int = 1,
         chunk_rows: int = 5000,
+        scoped: bool = False,
     ) -> int:
-        """Write ``records``; return the rows written (0 for a batch already committed)."""
+        """Write ``records``; return the rows written (0 for a batch already committed).
+
+        ``scoped``: every transaction is scoped (``acgs.tenant_id``) to the first record's
+        tenant, for tenant-scoped roles under row-level security; a record of another tenant
+        is refused like any bad record."""
         if batch_id is not None:
             check_text("batch_id", batch_id, BATCH_ID_MAX)
         if commit_every is not None:
@@ -104,19 +118,46 @@ class Ingest:
         if connections < 1:
             raise ValueError("connections must be at least 1")
         numbered = _numbered(records)
+        tenant = None
+        if scoped:
+            first = await anext(numbered, None)
+            if first is None:
+                return 0
+            tenant = getattr(first[1], "tenant_id", None)
+            numbered = _chain(first, numbered)
         if connections > 1:
-            return await self._copy_prepared(numbered, batch_id, connections, chunk_rows)
+            return await self._copy_prepared(numbered, batch_id, connections, chunk_rows, tenant)
         async with self._pool.acquire() as conn:
             if commit_every is None:
-                return await self._copy_transaction(conn, numbered, batch_id=batch_id)
+                return await self._copy_transaction(
+                    conn, numbered, batch_id=batch_id, tenant=tenant
+                )
             total = 0
             while True:
                 written = await self._copy_transaction(
-                    conn, numbered, limit=commit_every, committed=total
+                    conn, numbered, limit=commit_every, committed=total, tenant=tenant
                 )
                 total += written
                 if written < commit_every:
                     return total
+
+    def _check(
+        self,
+        index: int,
+        record: ValidationRecord,
+        now: datetime,
+        tenant: str | None,
+        committed: int,
+    ) -> Row:
+        try:
+            row = copy_row(record, self._limits, now)
+        except InvalidRecordError as exc:
+            raise exc.at(index, committed) from None
+        if tenant is not None and row[0] != tenant:
+            raise InvalidRecordError(
+                "tenant_id", f"a tenant-scoped bulk insert writes only {tenant!r}", index, committed
+            )
+        return row
 
     def _rows(
         self,
@@ -125,17 +166,15 @@ class Ingest:
         counter: list[int],
         limit: int | None = None,
         committed: int = 0,
+        tenant: str | None = None,
     ) -> AsyncIterator[Row]:
         """COPY rows of the records, each checked right before it is sent; counts into
         ``counter[0]`` as asyncpg takes them."""
-        limits = self._limits
+        check = self._check
 
         async def rows() -> AsyncIterator[Row]:
             async for index, record in numbered:
-                try:
-                    row = copy_row(record, limits, now)
-                except InvalidRecordError as exc:
-                    raise exc.at(index, committed) from None
+                row = check(index, record, now, tenant, committed)
                 yield row
                 counter[0] += 1
                 if limit is not None and counter[0] >= limit:
@@ -151,28 +190,44 @@ class Ingest:
         limit: int | None = None,
         committed: int = 0,
         batch_id: str | None = None,
+        tenant: str | None = None,
     ) -> int:
         counter = [0]
         try:
             async with conn.transaction():
-                now = await conn.fetchval(load_sql("queries/transaction_now"))
+                if tenant is not None:
+                    await conn.execute(load_sql("queries/set_tenant"), tenant)
+                now, staged = await conn.fetchrow(load_sql("queries/copy_start"))
                 if batch_id is not None:
                     claimed = await conn.fetchval(
                         load_sql("queries/batch_claim"), batch_id, 1, None
                     )
                     if claimed is None:
                         return 0
-                await conn.copy_records_to_table(
-                    VALIDATIONS_TABLE,
-                    records=self._rows(numbered, now, counter, limit, committed),
-                    columns=COPY_COLUMNS,
-                    timeout=self._timeout,
-                )
+                rows = self._rows(numbered, now, counter, limit, committed, tenant)
+                await self._copy_into(conn, rows, staged=staged)
                 if batch_id is not None:
                     await conn.execute(load_sql("queries/batch_count"), batch_id, counter[0])
         except _SERVER_ERRORS as exc:
             raise BulkInsertError(f"bulk insert failed: {exc}", committed) from exc
         return counter[0]
+
+    async def _copy_into(
+        self, conn: asyncpg.Connection, rows: AsyncIterator[Row], *, staged: bool
+    ) -> None:
+        """COPY the rows into the table, or, when row-level security applies to this role
+        (PostgreSQL refuses COPY FROM then), into the session's staging table and from there
+        into the table with one INSERT that the policies check."""
+        if not staged:
+            await conn.copy_records_to_table(
+                VALIDATIONS_TABLE, records=rows, columns=COPY_COLUMNS, timeout=self._timeout
+            )
+            return
+        await conn.execute(load_sql("queries/stage_create"))
+        await conn.copy_records_to_table(
+            STAGE_TABLE, records=rows, columns=COPY_COLUMNS, timeout=self._timeout
+        )
+        await conn.execute(load_sql("queries/stage_flush"), timeout=self._timeout)
 
     # -- several connections, two-phase commit ------------------------------------------------
 
@@ -182,6 +237,7 @@ class Ingest:
         batch_id: str | None,
         connections: int,
         chunk_rows: int,
+        tenant: str | None,
     ) -> int:
         token = uuid.uuid4()
         batch = batch_id or str(token)
@@ -198,14 +254,23 @@ class Ingest:
                 )
             for conn in conns:
                 await conn.execute("BEGIN")
-            now = await conns[0].fetchval(load_sql("queries/transaction_now"))
+                if tenant is not None:
+                    await conn.execute(load_sql("queries/set_tenant"), tenant)
+            now, staged = await conns[0].fetchrow(load_sql("queries/copy_start"))
+            if staged:
+                raise ConfigurationError(
+                    "a bulk insert over several connections needs a role that row-level "
+                    "security does not apply to (the tables' owner, or a login with "
+                    "BYPASSRLS): staging goes through temporary tables, which two-phase "
+                    "commit cannot prepare"
+                )
             claimed = await conns[0].fetchval(
                 load_sql("queries/batch_claim"), batch, connections, token
             )
             if claimed is None:  # this batch was committed before: nothing to write
                 await self._release(conns, rollback=[])
                 return 0
-            total = await self._deal(numbered, conns, now, chunk_rows)
+            total = await self._deal(numbered, conns, now, chunk_rows, tenant)
             await conns[0].execute(load_sql("queries/batch_count"), batch, total)
             for part, conn in enumerate(conns):
                 await conn.execute(_gid_statement("PREPARE TRANSACTION", _gid(token, part)))
@@ -247,20 +312,18 @@ class Ingest:
         conns: list[asyncpg.Connection],
         now: datetime,
         chunk_rows: int,
+        tenant: str | None,
     ) -> int:
         """Check records and deal them in chunks to one COPY per connection."""
         queues: list[asyncio.Queue[list[Row] | None]] = [asyncio.Queue(maxsize=2) for _ in conns]
-        limits = self._limits
+        check = self._check
 
         async def feed() -> int:
             count = 0
             chunk: list[Row] = []
             turn = 0
             async for index, record in numbered:
-                try:
-                    chunk.append(copy_row(record, limits, now))
-                except InvalidRecordError as exc:
-                    raise exc.at(index) from None
+                chunk.append(check(index, record, now, tenant, 0))
                 if len(chunk) >= chunk_rows:
                     await queues[turn].put(chunk)
                     count += len(chunk)
@@ -281,14 +344,7 @@ class Ingest:
             async with asyncio.TaskGroup() as group:
                 fed = group.create_task(feed())
                 for conn, queue in zip(conns, queues, strict=True):
-                    group.create_task(
-                        conn.copy_records_to_table(
-                            VALIDATIONS_TABLE,
-                            records=drain(queue),
-                            columns=COPY_COLUMNS,
-                            timeout=self._timeout,
-                        )
-                    )
+                    group.create_task(self._copy_into(conn, drain(queue), staged=False))
         except BaseExceptionGroup as group_error:
             # The first cause matters (a bad record, a server error); the rest are its echoes.
             bad = group_error.subgroup(InvalidRecordError)

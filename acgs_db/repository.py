@@ -52,7 +52,13 @@ _METRICS_FIELDS = (
 
 
 class ValidationRepository:
-    """Reads and writes of the audit store over an asyncpg pool from :func:`create_pool`."""
+    """Reads and writes of the audit store over an asyncpg pool from :func:`create_pool`.
+
+    ``tenant_scoped=True`` is for pools that log in as a member of the tenant role (migration
+    0005): every call that names a tenant runs in a transaction scoped to it
+    (``set_config('acgs.tenant_id', tenant, true)``), which row-level security enforces, and
+    metrics are read through the tenant-filtered view and function.
+    """
 
     def __init__(
         self,
@@ -60,10 +66,12 @@ class ValidationRepository:
         settings: Settings | None = None,
         *,
         metrics: Metrics | None = None,
+        tenant_scoped: bool = False,
     ) -> None:
         self._pool = pool
         self._settings = settings or Settings.from_env()
         self._metrics = metrics
+        self._scoped = tenant_scoped
         self._limits = Limits(
             max_details_bytes=self._settings.max_details_bytes,
             max_processing_time_ms=self._settings.max_processing_time_ms,
@@ -75,17 +83,25 @@ class ValidationRepository:
     def pool(self) -> asyncpg.Pool:
         return self._pool
 
-    async def _run(self, method: str, name: str, *args: Any) -> Any:
-        """Run the named statement through the pool (``fetch``, ``fetchrow``, ...), timed
-        into the statement-duration histogram when metrics are on."""
-        call = getattr(self._pool, method)
-        if self._metrics is None:
-            return await call(load_sql(f"queries/{name}"), *args)
+    async def _run(self, method: str, name: str, *args: Any, tenant: str | None = None) -> Any:
+        """Run the named statement (``fetch``, ``fetchrow``, ...), scoped to ``tenant`` when
+        the repository is tenant-scoped, timed into the statement-duration histogram when
+        metrics are on."""
         started = time.perf_counter()
         try:
-            return await call(load_sql(f"queries/{name}"), *args)
+            if self._scoped and tenant is not None:
+                return await self._run_scoped(method, name, args, tenant)
+            return await getattr(self._pool, method)(load_sql(f"queries/{name}"), *args)
         finally:
-            self._metrics.statement_duration.labels(name).observe(time.perf_counter() - started)
+            if self._metrics is not None:
+                duration = time.perf_counter() - started
+                self._metrics.statement_duration.labels(name).observe(duration)
+
+    async def _run_scoped(self, method: str, name: str, args: tuple[Any, ...], tenant: str) -> Any:
+        """One transaction: set ``acgs.tenant_id`` (row-level security reads it), then run."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(load_sql("queries/set_tenant"), tenant)
+            return await getattr(conn, method)(load_sql(f"queries/{name}"), *args)
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -95,7 +111,7 @@ class ValidationRepository:
         row = list(copy_row(record, self._limits, now))
         if record.created_at is None:
             row[-1] = None  # the server's now(), not this host's clock
-        return int(await self._run("fetchval", "insert", *row))
+        return int(await self._run("fetchval", "insert", *row, tenant=row[0]))
 
     async def bulk_insert(
         self,
@@ -122,7 +138,11 @@ class ValidationRepository:
         """
         started = time.perf_counter()
         written = await self._ingest.copy(
-            records, batch_id=batch_id, commit_every=commit_every, connections=connections
+            records,
+            batch_id=batch_id,
+            commit_every=commit_every,
+            connections=connections,
+            scoped=self._scoped,
         )
         if self._metrics is not None:
             self._metrics.rows_copied.inc(written)
@@ -146,7 +166,7 @@ class ValidationRepository:
         check_text("decision_id", decision_id, DECISION_ID_MAX)
         _check_limit(limit)
         rows = await self._run(
-            "fetch", "history", tenant_id, decision_id, CONSTITUTIONAL_HASH, limit
+            "fetch", "history", tenant_id, decision_id, CONSTITUTIONAL_HASH, limit, tenant=tenant_id
         )
         return [HistoryEntry(*row) for row in rows]
 
@@ -165,12 +185,19 @@ class ValidationRepository:
         ``source="realtime"``.
         """
         check_text("tenant_id", tenant_id, TENANT_ID_MAX)
+        staleness = self._settings.staleness
         try:
-            row = await self._run(
-                "fetchrow", "metrics", tenant_id, CONSTITUTIONAL_HASH, self._settings.staleness
-            )
+            if self._scoped:
+                row = await self._run("fetchrow", "metrics_scoped", staleness, tenant=tenant_id)
+            else:
+                row = await self._run(
+                    "fetchrow", "metrics", tenant_id, CONSTITUTIONAL_HASH, staleness
+                )
         except asyncpg.ObjectNotInPrerequisiteStateError:  # the view was never populated
-            row = await self._run("fetchrow", "metrics_realtime", tenant_id)
+            if self._scoped:
+                row = await self._run("fetchrow", "metrics_scoped_realtime", tenant=tenant_id)
+            else:
+                row = await self._run("fetchrow", "metrics_realtime", tenant_id)
         if row is None:
             return None
         source, *figures, as_of = row
@@ -190,7 +217,13 @@ class ValidationRepository:
         check_text("decision_hash", decision_hash, DECISION_HASH_MAX)
         _check_age(max_age)
         row = await self._run(
-            "fetchrow", "cache_get", tenant_id, decision_hash, CONSTITUTIONAL_HASH, max_age
+            "fetchrow",
+            "cache_get",
+            tenant_id,
+            decision_hash,
+            CONSTITUTIONAL_HASH,
+            max_age,
+            tenant=tenant_id,
         )
         return None if row is None else CachedDecision(*row)
 
@@ -204,15 +237,17 @@ class ValidationRepository:
     ) -> None:
         """Store (or replace) a decision's validation result; its age restarts now."""
         limit = self._settings.max_details_bytes
+        check_text("tenant_id", tenant_id, TENANT_ID_MAX)
         await self._run(
             "execute",
             "cache_put",
-            check_text("tenant_id", tenant_id, TENANT_ID_MAX),
+            tenant_id,
             check_text("decision_hash", decision_hash, DECISION_HASH_MAX),
             CONSTITUTIONAL_HASH,
             check_score("validation_score", validation_score),
             check_json("compliance_details", compliance_details, limit),
             check_json("requirements", requirements, limit),
+            tenant=tenant_id,
         )
 
     async def purge_expired_cache(self, max_age: timedelta = timedelta(minutes=5)) -> int:

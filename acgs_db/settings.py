@@ -80,8 +80,14 @@ class Settings:
     """Folder of the embedded development cluster; unset means ``.acgs`` in the project."""
     cron_database: str = "postgres"
     """Database where pg_cron is installed (``cron.database_name``)."""
-    tenant_setting: str = "acgs.tenant_id"
-    """Transaction-local setting that row-level security reads the tenant from."""
+    writer_role: str = field(default="acgs_writer", metadata={"parse": _identifier})
+    """Group role that may insert and read validations and use the cache."""
+    reader_role: str = field(default="acgs_reader", metadata={"parse": _identifier})
+    """Group role that may only read."""
+    refresher_role: str = field(default="acgs_refresher", metadata={"parse": _identifier})
+    """Group role that may only run the refresh (and fold) functions."""
+    tenant_role: str = field(default="acgs_tenant", metadata={"parse": _identifier})
+    """Group role whose members see only the tenant named by ``acgs.tenant_id``."""
 
     @property
     def staleness(self) -> timedelta:

@@ -13,8 +13,6 @@ import pytest
 from acgs_db import InvalidRecordError, ValidationRecord, ValidationRepository
 from acgs_db.settings import Settings
 
-pytestmark = pytest.mark.asyncio
-
 
 @pytest.fixture
 def repo(pool: asyncpg.Pool) -> ValidationRepository:

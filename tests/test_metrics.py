@@ -10,8 +10,6 @@ from acgs_db import MetricsRefresher, ValidationRecord, ValidationRepository
 from acgs_db.metrics import Metrics
 from acgs_db.settings import Settings
 
-pytestmark = pytest.mark.asyncio
-
 
 def _sample(metrics: Metrics, name: str, labels: dict[str, str] | None = None) -> float:
     value = metrics.registry.get_sample_value(name, labels or {})

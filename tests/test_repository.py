@@ -16,8 +16,6 @@ from acgs_db.records import ValidationRecord
 from acgs_db.repository import ValidationRepository
 from acgs_db.settings import Settings
 
-pytestmark = pytest.mark.asyncio
-
 
 @pytest.fixture
 def repo(pool: asyncpg.Pool) -> ValidationRepository:

@@ -131,6 +131,16 @@ def upgrade() -> None:
         """
     )
 
+    op.execute(
+        """
+        CREATE FUNCTION rollup_fold_lag() RETURNS double precision
+        LANGUAGE sql STABLE SECURITY DEFINER
+        SET search_path FROM CURRENT
+        RETURN (SELECT coalesce(extract(epoch FROM now() - min(logged_at)), 0)::float8
+                FROM validation_rollup_delta)
+        """
+    )
+    op.execute("REVOKE ALL ON FUNCTION rollup_fold_lag() FROM PUBLIC")
     op.execute(load_sql("schema/tenant_metrics_24h_v1"))
     op.execute("DROP MATERIALIZED VIEW tenant_constitutional_metrics_24h")
     op.execute(
@@ -160,6 +170,7 @@ def downgrade() -> None:
     )
     op.execute(load_sql("schema/refresh_function_v1"))
     op.execute("DROP FUNCTION tenant_metrics_24h(varchar)")
+    op.execute("DROP FUNCTION rollup_fold_lag()")
     for trigger in ("insert", "delete", "update"):
         op.execute(
             f"DROP TRIGGER constitutional_validations_rollup_{trigger} "

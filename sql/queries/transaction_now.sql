@@ -1,2 +1,0 @@
--- The server's transaction time: what DEFAULT now() gives every row of the transaction.
-SELECT now()

@@ -1,0 +1,99 @@
+"""The locks each migration takes on what existed before it, as its docstring documents them.
+
+Each revision is applied inside a transaction that is inspected (pg_locks of this backend)
+before it is rolled back: a stronger lock than documented on an existing relation fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from alembic import command
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
+
+from acgs_db import schema
+
+# Lock strength, weakest first (PostgreSQL's table-level lock modes).
+MODES = [
+    "AccessShareLock",
+    "RowShareLock",
+    "RowExclusiveLock",
+    "ShareUpdateExclusiveLock",
+    "ShareLock",
+    "ShareRowExclusiveLock",
+    "ExclusiveLock",
+    "AccessExclusiveLock",
+]
+# The strongest lock each revision may take on a relation that existed before it; anything
+# not listed may be locked at most AccessShareLock (read).
+DOCUMENTED = {
+    "0001_schema": {},
+    "0002_maintenance": {},
+    "0003_rollup": {
+        "constitutional_validations": "ShareRowExclusiveLock",
+        "tenant_constitutional_metrics_24h": "AccessExclusiveLock",
+        "tenant_constitutional_metrics_24h_key": "AccessExclusiveLock",
+    },
+    "0004_batches": {},
+    "0005_roles": {
+        "constitutional_validations": "AccessExclusiveLock",
+        "decision_validation_cache": "AccessExclusiveLock",
+    },
+}
+
+LOCKS = text(
+    "SELECT relation::int, mode FROM pg_locks"
+    " WHERE pid = pg_backend_pid() AND locktype = 'relation'"
+)
+# Names by OID before the migration (a dropped relation's OID is still in pg_locks).
+EXISTING = text(
+    "SELECT c.oid::int, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE n.nspname IN ('public', 'partman') AND c.relname NOT LIKE 'alembic_version%'"
+)
+
+
+def _revisions() -> list[tuple[str, str | None]]:
+    scripts = ScriptDirectory.from_config(schema.alembic_config())
+    return [(s.revision, s.down_revision) for s in reversed(list(scripts.walk_revisions()))]  # type: ignore[misc]
+
+
+@pytest.fixture
+def engine(fresh_database: str) -> Iterator[Engine]:
+    e = create_engine(schema.sqlalchemy_url(fresh_database), poolclass=NullPool)
+    yield e
+    e.dispose()
+
+
+def test_every_revision_is_documented() -> None:
+    assert [r for r, _ in _revisions()] == list(DOCUMENTED)
+
+
+@pytest.mark.parametrize(("revision", "down"), _revisions())
+def test_locks_on_existing_relations_are_as_documented(
+    fresh_database: str, engine: Engine, revision: str, down: str | None
+) -> None:
+    if down is not None:
+        schema.upgrade(fresh_database, down)
+    config = schema.alembic_config(fresh_database)
+    with engine.connect() as conn, conn.begin() as transaction:
+        existing = dict(conn.execute(EXISTING).all())
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+        held = [(existing[oid], mode) for oid, mode in conn.execute(LOCKS) if oid in existing]
+        transaction.rollback()
+    allowed = DOCUMENTED[revision]
+    too_strong = {
+        (name, mode)
+        for name, mode in held
+        if MODES.index(mode) > MODES.index(allowed.get(name, "AccessShareLock"))
+    }
+    assert too_strong == set()
+    strongest: dict[str, str] = {}
+    for name, mode in held:
+        if MODES.index(mode) > MODES.index(strongest.get(name, "AccessShareLock")):
+            strongest[name] = mode
+    assert {name: strongest.get(name) for name in allowed} == allowed  # the docs are exact
