@@ -49,6 +49,10 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """Pool reset that sends nothing (asyncpg still rolls back an open transaction)."""
+
+
 def pool_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments of :func:`asyncpg.create_pool` derived from the settings."""
     return {
@@ -62,6 +66,10 @@ def pool_options(settings: Settings) -> dict[str, Any]:
             **KEEPALIVES,
         },
         "init": init_connection,
+        # asyncpg resets every released connection with a query: a second round trip for
+        # each sub-millisecond call. The repository leaves no session state (transaction-local
+        # settings only), so by default the reset is skipped; ACGS_POOL_RESET=on restores it.
+        **({} if settings.pool_reset else {"reset": keep_session}),
     }
 
 

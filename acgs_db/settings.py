@@ -58,6 +58,9 @@ class Settings:
     command_timeout: float = 5.0
     """Seconds before a statement is cancelled client-side (the seed's 5 s)."""
     application_name: str = "acgs_constitutional_service"
+    pool_reset: bool = False
+    """Run asyncpg's reset query (RESET ALL, UNLISTEN *, ...) at every release: one more round
+    trip per call. Off: pool connections must not be left with session state (SET, LISTEN)."""
     statement_cache_size: int = 100
     """asyncpg's prepared-statement cache per connection; 0 behind PgBouncer (transaction mode)."""
     max_clock_skew: timedelta = field(default=timedelta(minutes=5), metadata={"parse": _seconds})

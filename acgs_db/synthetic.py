@@ -8,6 +8,7 @@ append-only audit log receives them.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +29,14 @@ def tenant_name(index: int) -> str:
 
 def decision_name(tenant: int, decision: int) -> str:
     return f"decision-{tenant:04d}-{decision:07d}"
+
+
+def decision_hash(tenant: int, decision: int) -> str:
+    """The decision-cache key of a synthetic decision: SHA-256 of its id, in hex.
+
+    ``sql/bench/fill_cache.sql`` and the pgbench scripts compute the same key in SQL.
+    """
+    return hashlib.sha256(decision_name(tenant, decision).encode()).hexdigest()
 
 
 @dataclass(frozen=True)

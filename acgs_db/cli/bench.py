@@ -1,3 +1,407 @@
-"""Load and benchmark commands: ``load`` and the ``bench`` group."""
+"""Load and benchmark commands: ``load`` and the ``bench`` group (``pgbench``, ``report``)."""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from acgs_db.bench.pgbench import ScriptName
+from acgs_db.bench.report import RUNS, Row, RunSpec
+from acgs_db.cli._common import app, console, friendly_errors, run
+from acgs_db.cli._common import settings as _settings
+from acgs_db.devdb import database_url
+from acgs_db.errors import ConfigurationError
+from acgs_db.settings import Settings
+
+if TYPE_CHECKING:
+    from acgs_db.loader import LoadResult
+    from acgs_db.synthetic import Workload
+
+bench = typer.Typer(
+    help="Benchmarks: pgbench with the project's scripts, and the seed's targets.",
+    no_args_is_help=True,
+)
+app.add_typer(bench, name="bench")
+
+JsonOption = Annotated[
+    Path | None, typer.Option("--json", help="Also write the figures to this JSON file.")
+]
+
+
+class RateColumn(ProgressColumn):
+    """Rows per second, as rich estimates it over the last seconds."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        shown = f"{speed:,.0f} rows/s" if speed else "- rows/s"
+        return Text(shown, style="progress.data.speed")
+
+
+def _write_json(path: Path | None, data: dict[str, Any]) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        console.print(f"wrote {path}", highlight=False)
+
+
+# -- load -----------------------------------------------------------------------------------
+
+_PHASES = {
+    "cache": "filling the decision cache",
+    "vacuum": "VACUUM (ANALYZE) constitutional_validations",
+    "analyze": "ANALYZE constitutional_validations",
+    "refresh": "refreshing the 24-hour view",
+}
+
+
+@app.command("load")
+@friendly_errors
+def load_command(
+    rows: Annotated[int, typer.Option(help="Validations to write.", min=1)] = 1_000_000,
+    tenants: Annotated[int, typer.Option(help="Tenants (tenant-0000 ...).", min=1)] = 100,
+    days: Annotated[float, typer.Option(help="Time span of the rows, ending now.")] = 30.0,
+    decisions: Annotated[
+        int, typer.Option(help="Decisions per tenant (each validated rows/(T*K) times).", min=1)
+    ] = 1000,
+    commit_every: Annotated[
+        int, typer.Option(help="Rows per COPY transaction; 0 = the whole load in one.", min=0)
+    ] = 200_000,
+    cache: Annotated[
+        bool, typer.Option(help="Fill the decision cache: one entry per tenant and decision.")
+    ] = True,
+    vacuum: Annotated[
+        bool, typer.Option(help="VACUUM (ANALYZE) after the load; --no-vacuum: ANALYZE only.")
+    ] = True,
+    seed: Annotated[int, typer.Option(help="Random seed of the synthetic data.")] = 20261126,
+    json_out: JsonOption = None,
+) -> None:
+    """Write realistic synthetic validations (binary COPY), fill the cache, ANALYZE, report rows/s.
+
+    Run `acgs-db migrate` first. Rows are appended; ids are the loader's deterministic names,
+    which the pgbench scripts rely on.
+    """
+    from acgs_db.loader import check_workload
+    from acgs_db.synthetic import Workload
+
+    workload = Workload(rows=rows, tenants=tenants, days=days, decisions=decisions, seed=seed)
+    check_workload(workload, cache=cache)
+    settings = _settings()
+    url = database_url(settings)
+    result = run(_load(url, settings, workload, commit_every or None, cache, vacuum))
+    console.print(
+        f"wrote {result.rows:,} validations ({tenants} tenants x {decisions} decisions, "
+        f"{days:g} days) in {result.copy_seconds:.1f} s: "
+        f"[bold]{result.rows_per_second:,.0f} rows/s[/bold]",
+        highlight=False,
+    )
+    if cache:
+        console.print(
+            f"cached {result.cache_entries:,} decisions in {result.cache_seconds:.1f} s",
+            highlight=False,
+        )
+    step = "VACUUM (ANALYZE)" if vacuum else "ANALYZE"
+    console.print(
+        f"{step} in {result.analyze_seconds:.1f} s; 24-hour view refreshed in "
+        f"{result.refresh_seconds:.1f} s",
+        highlight=False,
+    )
+    _write_json(json_out, result.to_json())
+
+
+async def _load(
+    url: str,
+    settings: Settings,
+    workload: Workload,
+    commit_every: int | None,
+    cache: bool,
+    vacuum: bool,
+) -> LoadResult:
+    from acgs_db.loader import load
+    from acgs_db.pool import create_pool
+
+    pool = await create_pool(url, settings=settings, min_size=1, max_size=2)
+    try:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            RateColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("loading", total=workload.rows)
+
+            def on_rows(n: int) -> None:
+                progress.advance(task, n)
+
+            def on_phase(name: str) -> None:
+                if name in _PHASES:
+                    progress.update(task, description=_PHASES[name])
+
+            return await load(
+                pool,
+                workload,
+                settings=settings,
+                commit_every=commit_every,
+                cache=cache,
+                vacuum=vacuum,
+                on_rows=on_rows,
+                on_phase=on_phase,
+            )
+    finally:
+        await pool.close()
+
+
+# -- bench pgbench --------------------------------------------------------------------------
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _run_table(result: dict[str, Any]) -> Table:
+    pace = f"--rate {result['rate']:g}" if result["rate"] is not None else "flat out"
+    table = Table(
+        title=(
+            f"pgbench {result['script']}: {result['clients']} clients, {result['threads']} "
+            f"threads, {result['duration_s']} s, {pace}"
+        )
+    )
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("transactions", f"{result['transactions']:,}")
+    table.add_row("failures", str(result["failures"]))
+    if result["skipped"]:
+        table.add_row("skipped (--latency-limit)", str(result["skipped"]))
+    table.add_row("TPS", f"{result['tps']:,.1f}")
+    if result["statements_per_transaction"] > 1:
+        ops = result["tps"] * result["statements_per_transaction"]
+        table.add_row("statements/s", f"{ops:,.1f}")
+    latency = result["latency_ms"] or {}
+    for name in ("p50", "p95", "p99", "max"):
+        table.add_row(f"latency {name} (ms)", _ms(latency.get(name)))
+    if result["lag_ms"]:
+        table.add_row("schedule lag p99 (ms)", _ms(result["lag_ms"]["p99"]))
+    data = result["data"]
+    table.add_row(
+        "data",
+        f"{data['table_rows']:,} rows, {data['tenants']} tenants x {data['decisions']} "
+        f"decisions, {data['cache_entries']:,} cached",
+    )
+    table.add_row("server", str(result["server_version"]))
+    machine = result["machine"]
+    table.add_row("machine", f"{machine['cpus']} CPUs, load {machine['load_average_1m']}")
+    return table
+
+
+def _timed_progress(description: str, duration: int) -> tuple[Progress, TaskID]:
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    task = progress.add_task(description, total=duration)
+    return progress, task
+
+
+@bench.command("pgbench")
+@friendly_errors
+def pgbench_command(
+    script: Annotated[
+        ScriptName, typer.Option(help="Script of sql/bench to run.", case_sensitive=False)
+    ] = ScriptName.HISTORY,
+    clients: Annotated[int, typer.Option(help="Concurrent sessions (-c).", min=1)] = 8,
+    threads: Annotated[int, typer.Option(help="pgbench worker threads (-j).", min=1)] = 2,
+    duration: Annotated[int, typer.Option(help="Seconds to run (-T).", min=1)] = 20,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Fixed rate in transactions/s (-R): 150 = load, 300 = stress."),
+    ] = None,
+    max_tries: Annotated[
+        int, typer.Option(help="Tries of a transaction that hits a serialization error.", min=1)
+    ] = 1,
+    latency_limit: Annotated[
+        float | None,
+        typer.Option(help="ms; with --rate, skip transactions already this late (-L)."),
+    ] = None,
+    tenants: Annotated[
+        int | None, typer.Option(help="Tenants to draw from (default: learnt from the ids).")
+    ] = None,
+    decisions: Annotated[
+        int | None, typer.Option(help="Decisions per tenant (default: learnt from the ids).")
+    ] = None,
+    json_out: JsonOption = None,
+) -> None:
+    """Run pgbench (-M prepared) with a project script; print TPS, p50/p95/p99/max, failures.
+
+    Scripts (sql/bench): history, decision, metrics and cache are the repository's look-ups,
+    insert its single-row INSERT, mixed one validation request (cache look-up, history,
+    insert, cache upsert). Ids are drawn from the loaded data (`acgs-db load`).
+    """
+    from acgs_db.bench.pgbench import RunOptions, prepare_run
+
+    options = RunOptions(
+        script=script,
+        clients=clients,
+        threads=threads,
+        duration=duration,
+        rate=rate,
+        max_tries=max_tries,
+        latency_limit_ms=latency_limit,
+    )
+    options.check()
+    settings = _settings()
+    url = database_url(settings)
+    prepared = prepare_run(url, options, settings=settings, tenants=tenants, decisions=decisions)
+    progress, task = _timed_progress(f"pgbench {script.value}", duration)
+    with progress:
+        result = prepared.execute(
+            on_tick=lambda elapsed: progress.update(task, completed=min(elapsed, duration))
+        ).to_json()
+    console.print(_run_table(result))
+    _write_json(json_out, result)
+
+
+# -- bench report ---------------------------------------------------------------------------
+
+
+def _figure(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.3f} ms" if unit == "ms" else f"{value:,.0f}{unit}"
+
+
+def _report_table(rows: list[Row], runs: dict[Any, dict[str, Any]]) -> Table:
+    caption = ""
+    if runs:
+        first = next(iter(runs.values()))
+        data, machine = first["data"], first["machine"]
+        caption = (
+            f"{data['table_rows']:,} rows, {data['tenants']} tenants x {data['decisions']} "
+            f"decisions; pgbench {first['clients']} clients, {first['threads']} threads, "
+            f"{first['duration_s']} s per run; PostgreSQL {first['server_version'].split()[0]}, "
+            f"{machine['cpus']} CPUs, load {machine['load_average_1m']}"
+        )
+    table = Table(title="acgs-db against the seed's targets", caption=caption)
+    for name, justify in (
+        ("seed", "left"),
+        ("target", "left"),
+        ("bound", "right"),
+        ("measured", "right"),
+        ("ratio", "right"),
+        ("", "left"),
+        ("run", "left"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    verdict = {True: "[green]pass[/green]", False: "[red]FAIL[/red]", None: "[dim]n/a[/dim]"}
+    for row in rows:
+        t = row.target
+        ratio = "-" if row.ratio is None else f"{row.ratio:.2f}x"
+        run_label = "load" if t.run is None else t.run.label
+        table.add_row(
+            t.seed,
+            t.name,
+            t.text,
+            _figure(row.measured, t.unit),
+            ratio,
+            verdict[row.passed],
+            run_label,
+        )
+    return table
+
+
+@bench.command("report")
+@friendly_errors
+def report_command(
+    duration: Annotated[
+        int, typer.Option(help="Seconds of each pgbench run (4 runs).", min=1)
+    ] = 10,
+    clients: Annotated[int, typer.Option(help="Concurrent sessions per run.", min=1)] = 8,
+    threads: Annotated[int, typer.Option(help="pgbench threads per run.", min=1)] = 2,
+    results: Annotated[
+        Path | None,
+        typer.Option(help="Folder of JSON results: written to after running; read with --no-run."),
+    ] = None,
+    run_benchmarks: Annotated[
+        bool,
+        typer.Option("--run/--no-run", help="Run the pgbench runs now, or only read --results."),
+    ] = True,
+    json_out: JsonOption = None,
+) -> None:
+    """The seed's targets beside the figures measured: pass/fail and measured/target ratio.
+
+    By default it runs pgbench four times (history flat out, mixed flat out, mixed at 150
+    and at 300 transactions/s) for --duration seconds each; with --no-run it reads the newest
+    result of each from --results (files of `bench pgbench --json` and `load --json`).
+    """
+    from acgs_db.bench.report import evaluate, read_results, report_json, run_all
+
+    load: dict[str, Any] | None = None
+    runs: dict[Any, dict[str, Any]] = {}
+    if results is not None and results.is_dir():
+        runs, load = read_results(results)
+    elif not run_benchmarks:
+        raise ConfigurationError("--no-run needs --results FOLDER with JSON results to read")
+    if run_benchmarks:
+        settings = _settings()
+        url = database_url(settings)
+        progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+
+        def on_start(spec: RunSpec) -> Callable[[float], None]:
+            task = progress.add_task(f"pgbench {spec.label}", total=duration)
+            return lambda elapsed: progress.update(task, completed=min(elapsed, duration))
+
+        with progress:
+            fresh = run_all(
+                url,
+                settings=settings,
+                duration=duration,
+                clients=clients,
+                threads=threads,
+                on_start=on_start,
+            )
+        runs.update(fresh)
+        if results is not None:
+            for spec in RUNS:
+                if spec.key in fresh:
+                    _write_json(results / spec.file_name, fresh[spec.key])
+    rows = evaluate(runs, load)
+    console.print(_report_table(rows, runs))
+    summary = report_json(rows, runs, load)
+    console.print(
+        f"{summary['passed']} passed, {summary['failed']} failed, "
+        f"{summary['not_measured']} not measured",
+        highlight=False,
+    )
+    _write_json(json_out, summary)

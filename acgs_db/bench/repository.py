@@ -1,0 +1,381 @@
+"""``acgs-db bench repository``: the repository against raw baselines measured in the same run.
+
+Everything runs in a scratch database (:mod:`acgs_db.bench.scratch`) on the configured server:
+
+* **COPY**: ``bulk_insert`` of N realistic records (checks and JSON encoding included) against a
+  raw asyncpg ``copy_records_to_table`` of the same, already encoded tuples into the same table,
+  alternated over several rounds on an emptied table after a CHECKPOINT (medians reported);
+  SQLAlchemy Core ``executemany`` on a smaller sample; ``bulk_insert(connections=2)``.
+* **Memory**: a child process streams a generator of N records through ``bulk_insert`` and
+  reports its peak RSS.
+* **history()**: p50/p99 over single-connection calls, against raw asyncpg ``fetch`` of the same
+  prepared SQL; then QPS with 8 concurrent callers against raw ``fetch`` with 8 callers; and
+  pgbench's TPS of the history script as the server's ceiling; and the cost of row-level
+  security (a tenant-scoped login) on the same calls.
+* **tenant_metrics()** from the view: p50/p99 on one connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import asyncpg
+import psycopg
+from psycopg import sql
+from sqlalchemy import MetaData as SaMetaData
+from sqlalchemy import Table, create_engine, insert
+from sqlalchemy.pool import NullPool
+
+from acgs_db.bench.pgbench import Percentiles, RunOptions, ScriptName
+from acgs_db.bench.pgbench import run as run_pgbench
+from acgs_db.bench.scratch import scratch_database, url_as
+from acgs_db.pool import create_pool
+from acgs_db.records import COPY_COLUMNS, Limits, ValidationRecord, copy_row
+from acgs_db.refresher import MetricsRefresher
+from acgs_db.repository import ValidationRepository
+from acgs_db.resources import load_sql
+from acgs_db.schema import CONSTITUTIONAL_HASH, VALIDATIONS_TABLE, sqlalchemy_url
+from acgs_db.settings import Settings
+from acgs_db.synthetic import Workload, generate
+
+_LONG = 3600.0  # seconds: statements of a benchmark may run long
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Sizes of the benchmark."""
+
+    rows: int = 1_000_000
+    rounds: int = 3
+    executemany_rows: int = 100_000
+    memory_rows: int = 5_000_000
+    calls: int = 20_000
+    concurrency: int = 8
+    seconds: float = 10.0
+    pgbench_seconds: int = 20
+    tenants: int = 100
+    decisions: int = 1000
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def _records(options: Options, rows: int, seed: int = 1) -> list[ValidationRecord]:
+    workload = Workload(
+        rows=rows, tenants=options.tenants, days=2, decisions=options.decisions, seed=seed
+    )
+    return list(generate(workload))
+
+
+def _raw_tuples(records: Sequence[ValidationRecord], limits: Limits) -> list[tuple[Any, ...]]:
+    """The rows bulk_insert would send, encoded the way a raw asyncpg connection takes them."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    rows = []
+    for record in records:
+        row = list(copy_row(record, limits, now))
+        row[4] = None if row[4] is None else row[4][1:].decode()  # jsonb as text for asyncpg
+        rows.append(tuple(row))
+    return rows
+
+
+async def _reset(conn: asyncpg.Connection) -> None:
+    await conn.execute(load_sql("bench/empty_tables"), timeout=_LONG)
+    await conn.execute(load_sql("bench/checkpoint"), timeout=_LONG)
+
+
+async def bench_copy(url: str, options: Options, settings: Settings) -> dict[str, Any]:
+    """Rows/s of bulk_insert against raw COPY, executemany and two connections."""
+    limits = Limits(
+        settings.max_details_bytes, settings.max_processing_time_ms, settings.max_clock_skew
+    )
+    records = _records(options, options.rows)
+    raw_rows = _raw_tuples(records, limits)
+    raw_conn = await asyncpg.connect(url)
+    pool = await create_pool(url, settings=settings, min_size=2, max_size=4)
+    repo = ValidationRepository(pool, settings)
+    raw_rates, repo_rates = [], []
+    try:
+        for _ in range(options.rounds):
+            await _reset(raw_conn)
+            started = time.perf_counter()
+            await raw_conn.copy_records_to_table(
+                VALIDATIONS_TABLE, records=raw_rows, columns=COPY_COLUMNS, timeout=_LONG
+            )
+            raw_rates.append(len(raw_rows) / (time.perf_counter() - started))
+            await _reset(raw_conn)
+            started = time.perf_counter()
+            await repo.bulk_insert(records)
+            repo_rates.append(len(records) / (time.perf_counter() - started))
+        await _reset(raw_conn)
+        started = time.perf_counter()
+        await repo.bulk_insert(records, connections=2)
+        parallel = len(records) / (time.perf_counter() - started)
+        await _reset(raw_conn)
+    finally:
+        await raw_conn.close()
+        await pool.close()
+    executemany = _executemany(url, raw_rows[: options.executemany_rows])
+    raw, repo_rate = _median(raw_rates), _median(repo_rates)
+    return {
+        "rows": len(records),
+        "raw_copy_rows_s": round(raw),
+        "bulk_insert_rows_s": round(repo_rate),
+        "ratio_to_raw_copy": round(repo_rate / raw, 3),
+        "raw_copy_rounds": [round(r) for r in raw_rates],
+        "bulk_insert_rounds": [round(r) for r in repo_rates],
+        "sqlalchemy_executemany_rows": options.executemany_rows,
+        "sqlalchemy_executemany_rows_s": round(executemany),
+        "ratio_to_executemany": round(repo_rate / executemany, 2),
+        "bulk_insert_2_connections_rows_s": round(parallel),
+        "ratio_2_connections_to_raw_copy": round(parallel / raw, 3),
+    }
+
+
+def _executemany(url: str, rows: Sequence[tuple[Any, ...]]) -> float:
+    """SQLAlchemy Core: one INSERT executed for many parameter sets (psycopg 3)."""
+    engine = create_engine(sqlalchemy_url(url), poolclass=NullPool)
+    try:
+        table = Table(VALIDATIONS_TABLE, SaMetaData(), autoload_with=engine)
+        params = [dict(zip(COPY_COLUMNS, row, strict=True)) for row in rows]
+        for param in params:
+            if param["validation_details"] is not None:
+                param["validation_details"] = json.loads(param["validation_details"])
+        with engine.begin() as conn:
+            conn.execute(table.delete())
+        started = time.perf_counter()
+        with engine.begin() as conn:
+            conn.execute(insert(table), params)
+        return len(params) / (time.perf_counter() - started)
+    finally:
+        engine.dispose()
+
+
+# -- memory ---------------------------------------------------------------------------------
+
+
+async def _stream_rows(url: str, rows: int) -> dict[str, Any]:
+    settings = Settings.from_env()
+    pool = await create_pool(url, settings=settings, min_size=1, max_size=1)
+    try:
+        started = time.perf_counter()
+        written = await ValidationRepository(pool, settings).bulk_insert(
+            generate(Workload(rows=rows, days=2))
+        )
+        seconds = time.perf_counter() - started
+    finally:
+        await pool.close()
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"rows": written, "seconds": round(seconds, 1), "peak_rss_mb": round(peak_kb / 1024)}
+
+
+def bench_memory(url: str, rows: int) -> dict[str, Any]:
+    """Peak RSS of a fresh process streaming ``rows`` generated records through bulk_insert."""
+    out = subprocess.run(
+        [sys.executable, "-m", "acgs_db.bench.repository", "memory", url, str(rows)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    result: dict[str, Any] = json.loads(out)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(load_sql("bench/empty_tables"))
+    return result
+
+
+# -- reads ----------------------------------------------------------------------------------
+
+
+async def _latencies(call: Callable[[], Awaitable[Any]], calls: int) -> Percentiles:
+    micros = []
+    for _ in range(calls):
+        started = time.perf_counter_ns()
+        await call()
+        micros.append((time.perf_counter_ns() - started) // 1000)
+    result = Percentiles.of(micros)
+    assert result is not None
+    return result
+
+
+async def _qps(calls: Sequence[Callable[[], Awaitable[Any]]], seconds: float) -> float:
+    """Calls per second of concurrent workers, one per callable, for ``seconds``."""
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker(call: Callable[[], Awaitable[Any]]) -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            await call()
+            done += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(call) for call in calls))
+    return done / (time.perf_counter() - started)
+
+
+async def bench_reads(url: str, options: Options, settings: Settings) -> dict[str, Any]:
+    """history() and tenant_metrics() against raw asyncpg, and the cost of RLS."""
+    pool = await create_pool(
+        url, settings=settings, min_size=options.concurrency, max_size=options.concurrency
+    )
+    try:
+        repo = ValidationRepository(pool, settings)
+        await repo.bulk_insert(generate(Workload(rows=options.rows, days=30)))
+        await pool.execute(load_sql("bench/vacuum_analyze"), timeout=_LONG)
+        await MetricsRefresher(pool, settings=settings).refresh_once()
+        pairs = [tuple(r) for r in await pool.fetch(load_sql("bench/sample_pairs"), 2000)]
+        rng = random.Random(7)
+        history_sql = load_sql("queries/history")
+
+        def pick() -> tuple[str, str]:
+            return pairs[rng.randrange(len(pairs))]
+
+        async def repo_history() -> Any:
+            tenant, decision = pick()
+            return await repo.history(tenant, decision)
+
+        def raw_history(conn: asyncpg.Connection) -> Callable[[], Awaitable[Any]]:
+            async def call() -> Any:
+                tenant, decision = pick()
+                return await conn.fetch(history_sql, tenant, decision, CONSTITUTIONAL_HASH, 10)
+
+            return call
+
+        # One connection: the repository on a pool of one, raw fetch on a plain connection.
+        one_pool = await create_pool(url, settings=settings, min_size=1, max_size=1)
+        one = await asyncpg.connect(url)
+        try:
+            single = ValidationRepository(one_pool, settings)
+
+            async def single_history() -> Any:
+                tenant, decision = pick()
+                return await single.history(tenant, decision)
+
+            async def single_raw() -> Any:
+                tenant, decision = pick()
+                return await one.fetch(history_sql, tenant, decision, CONSTITUTIONAL_HASH, 10)
+
+            async def single_metrics() -> Any:
+                return await single.tenant_metrics(pick()[0])
+
+            await _latencies(single_history, 500)  # warm caches and prepared statements
+            await _latencies(single_raw, 500)
+            history_single = await _latencies(single_history, options.calls)
+            raw_single = await _latencies(single_raw, options.calls)
+            metrics_single = await _latencies(single_metrics, max(options.calls // 4, 1000))
+        finally:
+            await one.close()
+            await one_pool.close()
+
+        # Concurrent callers: raw fetch on as many plain connections, the repository on its pool.
+        raws = [await asyncpg.connect(url) for _ in range(options.concurrency)]
+        try:
+            raw_calls = [raw_history(conn) for conn in raws]
+            await _qps(raw_calls, 1.0)
+            await _qps([repo_history] * options.concurrency, 1.0)
+            raw_qps = await _qps(raw_calls, options.seconds)
+            repo_qps = await _qps([repo_history] * options.concurrency, options.seconds)
+        finally:
+            for conn in raws:
+                await conn.close()
+        rls = await _rls_cost(url, settings, pairs, options.calls // 2)
+    finally:
+        await pool.close()
+    pgbench = run_pgbench(
+        url,
+        RunOptions(
+            script=ScriptName.HISTORY,
+            clients=options.concurrency,
+            threads=2,
+            duration=options.pgbench_seconds,
+        ),
+        settings=settings,
+    )
+    return {
+        "rows": options.rows,
+        "history_single_connection_ms": history_single.to_json(),
+        "raw_fetch_single_connection_ms": raw_single.to_json(),
+        "history_qps_concurrent": round(repo_qps),
+        "raw_fetch_qps_concurrent": round(raw_qps),
+        "concurrency": options.concurrency,
+        "ratio_to_raw_fetch": round(repo_qps / raw_qps, 3),
+        "pgbench_history_tps": round(pgbench.tps),
+        "pgbench_history_latency_ms": pgbench.latency_ms.to_json() if pgbench.latency_ms else None,
+        "tenant_metrics_view_single_connection_ms": metrics_single.to_json(),
+        "rls": rls,
+    }
+
+
+async def _rls_cost(
+    url: str, settings: Settings, pairs: Sequence[tuple[Any, ...]], calls: int
+) -> dict[str, Any]:
+    """history() as a tenant-scoped login (transaction + set_config + RLS) against the same
+    calls as a role without row-level security, each on one connection."""
+    login = f"acgs_bench_tenant_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
+                sql.Identifier(login), sql.Identifier(settings.tenant_role)
+            )
+        )
+    scoped_url = url_as(url, login)
+    try:
+        plain_pool = await create_pool(url, settings=settings, min_size=1, max_size=1)
+        scoped_pool = await create_pool(scoped_url, settings=settings, min_size=1, max_size=1)
+        try:
+            plain = ValidationRepository(plain_pool, settings)
+            scoped = ValidationRepository(scoped_pool, settings, tenant_scoped=True)
+            rng = random.Random(11)
+
+            async def plain_call() -> Any:
+                tenant, decision = pairs[rng.randrange(len(pairs))]
+                return await plain.history(tenant, decision)
+
+            async def scoped_call() -> Any:
+                tenant, decision = pairs[rng.randrange(len(pairs))]
+                return await scoped.history(tenant, decision)
+
+            await _latencies(plain_call, 300)
+            await _latencies(scoped_call, 300)
+            without = await _latencies(plain_call, calls)
+            with_rls = await _latencies(scoped_call, calls)
+        finally:
+            await plain_pool.close()
+            await scoped_pool.close()
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login)))
+    return {
+        "history_ms_without_rls": without.to_json(),
+        "history_ms_tenant_scoped": with_rls.to_json(),
+        "p50_ratio": round(with_rls.p50 / without.p50, 2),
+    }
+
+
+def run(url: str, options: Options, settings: Settings | None = None) -> dict[str, Any]:
+    """All of the above in one scratch database; returns the figures."""
+    settings = settings or Settings.from_env()
+    with scratch_database(url) as scratch:
+        results: dict[str, Any] = {"options": asdict(options)}
+        results["copy"] = asyncio.run(bench_copy(scratch, options, settings))
+        results["memory"] = bench_memory(scratch, options.memory_rows)
+        results["reads"] = asyncio.run(bench_reads(scratch, options, settings))
+    return results
+
+
+if __name__ == "__main__":  # the child process of bench_memory
+    if len(sys.argv) == 4 and sys.argv[1] == "memory":
+        print(json.dumps(asyncio.run(_stream_rows(sys.argv[2], int(sys.argv[3])))))

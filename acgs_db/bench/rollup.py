@@ -1,0 +1,407 @@
+"""``acgs-db bench refresh``: the 24-hour view's cost, exactness and effect on readers.
+
+Each scenario runs in a scratch database (:mod:`acgs_db.bench.scratch`), with rows generated on
+the server (``sql/bench/generate_rows.sql``: time-ordered, log-normal processing times), and
+prints ratios against baselines measured in the same run:
+
+* **window**: W rows in the last 24 hours, then 300,000 new ones written through the repository
+  in batches of 1,000 (five minutes at 1,000 rows/s); fold + refresh against a full recompute of
+  the seed's SQL on the raw rows; the view checked equal to the seed's SQL (EXCEPT both ways).
+* **old data**: 1,000,000 rows in the window, then 9,000,000 older rows in the same monthly
+  partition written just before the refresh (no VACUUM, BRIN ranges unsummarized).
+* **tenant**: one tenant with 50,000 rows in its last 24 hours: ``tenant_metrics()`` computed in
+  real time (p50/p99), against the seed's SQL for that tenant on the raw rows.
+* **readers**: the longest wait of a reader querying the view in a loop while the view is
+  refreshed CONCURRENTLY, against the same with a plain REFRESH.
+* **capture**: rows/s of ``bulk_insert`` with the rollup's capture trigger, without it, and with
+  the alternative considered (an invalidation log of lowest/highest created_at per tenant per
+  statement).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+from psycopg import sql
+
+from acgs_db.bench.pgbench import Percentiles
+from acgs_db.bench.scratch import scratch_database
+from acgs_db.pool import create_pool
+from acgs_db.repository import ValidationRepository
+from acgs_db.resources import load_sql
+from acgs_db.settings import Settings
+from acgs_db.synthetic import Workload, generate
+
+_LONG = 7200.0
+_CHUNK = 500_000
+_VIEW_COLUMNS = sql.SQL(
+    "tenant_id, constitutional_hash, avg_compliance_score, total_validations,"
+    " failed_validations, avg_processing_time_ms, p95_processing_time_ms,"
+    " p99_processing_time_ms, constitutional_violations, last_updated"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Sizes of the scenarios (the issues' figures by default)."""
+
+    windows: tuple[int, ...] = (5_000_000, 20_000_000)
+    new_rows: int = 300_000
+    batch_rows: int = 1000
+    tenants: int = 100
+    decisions: int = 1000
+    window_alone: int = 1_000_000
+    old_rows: int = 9_000_000
+    tenant_rows: int = 50_000
+    tenant_calls: int = 2000
+    capture_rows: int = 500_000
+    capture_rounds: int = 3
+    repeats: int = 3
+
+
+def _seed() -> sql.Composable:
+    return sql.SQL(load_sql("schema/seed_metrics_24h"))
+
+
+async def _timed(call: Callable[[], Awaitable[Any]]) -> float:
+    started = time.perf_counter()
+    await call()
+    return time.perf_counter() - started
+
+
+async def generate_rows(
+    conn: asyncpg.Connection,
+    rows: int,
+    start: datetime,
+    end: datetime,
+    options: Options,
+    tenant: str | None = None,
+) -> float:
+    """Write ``rows`` generated rows spread evenly between start and end; return seconds."""
+    started = time.perf_counter()
+    done = 0
+    span = end - start
+    while done < rows:
+        n = min(_CHUNK, rows - done)
+        await conn.execute(
+            load_sql("bench/generate_rows"),
+            n,
+            options.tenants,
+            start + span * (done / rows),
+            start + span * ((done + n) / rows),
+            options.decisions,
+            tenant,
+            timeout=_LONG,
+        )
+        done += n
+    return time.perf_counter() - started
+
+
+async def _seed_recompute(conn: asyncpg.Connection) -> float:
+    """Seconds to evaluate the seed's definition on the raw rows (the full recompute)."""
+    query = sql.SQL("SELECT count(*) FROM ({}) AS seed").format(_seed()).as_string(None)
+    return await _timed(lambda: conn.fetchval(query, timeout=_LONG))
+
+
+async def _exact(conn: asyncpg.Connection) -> bool:
+    """Refresh, then compare the view with the seed's SQL both ways in the same transaction."""
+    view = sql.SQL("SELECT {} FROM tenant_constitutional_metrics_24h").format(_VIEW_COLUMNS)
+    differences = []
+    async with conn.transaction():
+        await conn.execute("SELECT refresh_tenant_metrics_24h()", timeout=_LONG)
+        for left, right in ((view, _seed()), (_seed(), view)):
+            query = sql.SQL("SELECT count(*) FROM (({}) EXCEPT ({})) AS d").format(left, right)
+            differences.append(await conn.fetchval(query.as_string(None), timeout=_LONG))
+    return differences == [0, 0]
+
+
+async def _refresh(conn: asyncpg.Connection) -> float:
+    return await _timed(lambda: conn.fetchval("SELECT refresh_tenant_metrics_24h()", timeout=_LONG))
+
+
+async def scenario_window(url: str, window: int, options: Options) -> dict[str, Any]:
+    """``window`` rows in the last 24 hours, then new rows: fold + refresh vs full recompute."""
+    settings = Settings.from_env()
+    pool = await create_pool(url, settings=settings, min_size=2, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            now = datetime.now(UTC)
+            load_s = await generate_rows(
+                conn, window, now - timedelta(hours=23, minutes=55), now, options
+            )
+            backlog_s = await _timed(
+                lambda: conn.fetchval("SELECT fold_validation_rollup()", timeout=_LONG)
+            )
+            await conn.execute("VACUUM ANALYZE constitutional_validations", timeout=_LONG)
+            await conn.execute("VACUUM ANALYZE validation_rollup", timeout=_LONG)
+            await _refresh(conn)
+            steady = [await _refresh(conn) for _ in range(options.repeats)]
+            recompute = [await _seed_recompute(conn) for _ in range(options.repeats)]
+        repo = ValidationRepository(pool, settings)
+        new = list(
+            generate(
+                Workload(
+                    rows=options.new_rows,
+                    tenants=options.tenants,
+                    days=5 / 1440,
+                    decisions=options.decisions,
+                    seed=5,
+                )
+            )
+        )
+        write_started = time.perf_counter()
+        for i in range(0, len(new), options.batch_rows):
+            await repo.bulk_insert(new[i : i + options.batch_rows])
+        write_s = time.perf_counter() - write_started
+        async with pool.acquire() as conn:
+            pending = await conn.fetchval("SELECT count(*) FROM validation_rollup_delta")
+            fold_s = await _timed(
+                lambda: conn.fetchval("SELECT fold_validation_rollup()", timeout=_LONG)
+            )
+            refresh_s = await _refresh(conn)
+            exact = await _exact(conn)
+            rollup_rows = await conn.fetchval(
+                "SELECT count(*) FROM validation_rollup WHERE bucket >= now() - interval '25 hours'"
+            )
+    finally:
+        await pool.close()
+    full = statistics.median(recompute)
+    return {
+        "window_rows": window,
+        "generate_s": round(load_s, 1),
+        "first_fold_s": round(backlog_s, 2),
+        "refresh_steady_s": round(statistics.median(steady), 3),
+        "seed_full_recompute_s": round(full, 3),
+        "new_rows": options.new_rows,
+        "new_rows_write_s": round(write_s, 1),
+        "pending_delta_rows": pending,
+        "fold_s": round(fold_s, 3),
+        "refresh_s": round(refresh_s, 3),
+        "fold_plus_refresh_s": round(fold_s + refresh_s, 3),
+        "ratio_to_full_recompute": round((fold_s + refresh_s) / full, 3),
+        "rollup_rows_in_window": rollup_rows,
+        "view_equals_seed_sql": exact,
+    }
+
+
+async def scenario_old_data(url: str, options: Options) -> dict[str, Any]:
+    """Refresh with the window alone, then with many older rows in the same partition."""
+    pool = await create_pool(url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute(load_sql("bench/empty_tables"), timeout=_LONG)
+            now = datetime.now(UTC)
+            await generate_rows(
+                conn, options.window_alone, now - timedelta(hours=23, minutes=55), now, options
+            )
+            await conn.fetchval("SELECT fold_validation_rollup()", timeout=_LONG)
+            await conn.execute("VACUUM ANALYZE constitutional_validations", timeout=_LONG)
+            await _refresh(conn)
+            alone = statistics.median([await _refresh(conn) for _ in range(options.repeats)])
+            # Older rows of the same month, written just now: no VACUUM, BRIN unsummarized.
+            month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+            old_end = now - timedelta(hours=25)
+            if old_end <= month_start:  # early in the month: use the previous days anyway
+                month_start = old_end - timedelta(days=1)
+            await generate_rows(conn, options.old_rows, month_start, old_end, options)
+            backlog_s = await _timed(
+                lambda: conn.fetchval("SELECT fold_validation_rollup()", timeout=_LONG)
+            )
+            after = [await _refresh(conn) for _ in range(options.repeats)]
+            exact = await _exact(conn)
+    finally:
+        await pool.close()
+    with_old = statistics.median(after)
+    return {
+        "window_rows": options.window_alone,
+        "refresh_window_alone_s": round(alone, 3),
+        "older_rows_same_partition": options.old_rows,
+        "fold_of_older_rows_s": round(backlog_s, 2),
+        "refresh_with_older_rows_s": round(with_old, 3),
+        "first_refresh_after_load_s": round(after[0], 3),
+        "ratio": round(with_old / alone, 2),
+        "view_equals_seed_sql": exact,
+    }
+
+
+async def scenario_tenant(url: str, options: Options) -> dict[str, Any]:
+    """Real-time figures of one tenant with ``tenant_rows`` rows in its last 24 hours."""
+    settings = Settings.from_env(metrics_staleness=0.0)  # always computed in real time
+    pool = await create_pool(url, settings=settings, min_size=1, max_size=1)
+    tenant = "tenant-hot"
+    try:
+        async with pool.acquire() as conn:
+            now = datetime.now(UTC)
+            await generate_rows(
+                conn,
+                options.tenant_rows,
+                now - timedelta(hours=23, minutes=59),
+                now,
+                options,
+                tenant=tenant,
+            )
+            await conn.fetchval("SELECT fold_validation_rollup()", timeout=_LONG)
+            await conn.execute("VACUUM ANALYZE constitutional_validations", timeout=_LONG)
+            seed_one = sql.SQL("SELECT * FROM ({}) AS s WHERE tenant_id = $1").format(_seed())
+            seed_query = seed_one.as_string(None)
+            seed_micros = []
+            for _ in range(50):
+                started = time.perf_counter_ns()
+                await conn.fetch(seed_query, tenant)
+                seed_micros.append((time.perf_counter_ns() - started) // 1000)
+        repo = ValidationRepository(pool, settings)
+        metrics = await repo.tenant_metrics(tenant)
+        assert metrics is not None and metrics.source == "realtime"
+        micros = []
+        for _ in range(options.tenant_calls):
+            started = time.perf_counter_ns()
+            await repo.tenant_metrics(tenant)
+            micros.append((time.perf_counter_ns() - started) // 1000)
+    finally:
+        await pool.close()
+    realtime, seed = Percentiles.of(micros), Percentiles.of(seed_micros)
+    assert realtime is not None and seed is not None
+    return {
+        "tenant_rows_24h": options.tenant_rows,
+        "total_validations": metrics.total_validations,
+        "tenant_metrics_realtime_ms": realtime.to_json(),
+        "seed_sql_one_tenant_ms": seed.to_json(),
+    }
+
+
+async def scenario_readers(url: str, options: Options) -> dict[str, Any]:
+    """Longest wait of a reader of the view during refreshes, CONCURRENTLY vs plain."""
+    pool = await create_pool(url, min_size=2, max_size=2)
+    try:
+
+        async def worst_wait(statement: str) -> tuple[float, float]:
+            stop = asyncio.Event()
+            waits: list[float] = []
+
+            async def reader() -> None:
+                async with pool.acquire() as conn:
+                    while not stop.is_set():
+                        started = time.perf_counter()
+                        await conn.fetch(
+                            "SELECT * FROM tenant_constitutional_metrics_24h"
+                            " WHERE tenant_id = 'tenant-0001'",
+                            timeout=_LONG,
+                        )
+                        waits.append(time.perf_counter() - started)
+
+            task = asyncio.create_task(reader())
+            async with pool.acquire() as conn:
+                refresh_s = await _timed(lambda: conn.execute(statement, timeout=_LONG))
+            stop.set()
+            await task
+            return max(waits), refresh_s
+
+        concurrent_wait, concurrent_s = await worst_wait(
+            "REFRESH MATERIALIZED VIEW CONCURRENTLY tenant_constitutional_metrics_24h"
+        )
+        plain_wait, plain_s = await worst_wait(
+            "REFRESH MATERIALIZED VIEW tenant_constitutional_metrics_24h"
+        )
+    finally:
+        await pool.close()
+    return {
+        "reader_longest_wait_ms_concurrently": round(concurrent_wait * 1000, 1),
+        "refresh_concurrently_s": round(concurrent_s, 3),
+        "reader_longest_wait_ms_plain_refresh": round(plain_wait * 1000, 1),
+        "refresh_plain_s": round(plain_s, 3),
+    }
+
+
+async def scenario_capture(url: str, options: Options) -> dict[str, Any]:
+    """bulk_insert rows/s with the capture trigger, without it, and with an invalidation log."""
+    settings = Settings.from_env()
+    pool = await create_pool(url, settings=settings, min_size=2, max_size=2)
+    repo = ValidationRepository(pool, settings)
+    records = list(
+        generate(
+            Workload(
+                rows=options.capture_rows,
+                tenants=options.tenants,
+                days=2,
+                decisions=options.decisions,
+            )
+        )
+    )
+    variants = {
+        "no_trigger": "bench/capture_none",
+        "delta_trigger": "bench/capture_delta",
+        "range_log_trigger": "bench/capture_range_log",
+    }
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    try:
+        async with pool.acquire() as conn:
+            for _ in range(options.capture_rounds):
+                for name, setup in variants.items():
+                    await conn.execute(load_sql("bench/empty_tables"), timeout=_LONG)
+                    await conn.execute(load_sql(setup))
+                    await conn.execute(load_sql("bench/checkpoint"), timeout=_LONG)
+                    seconds = await _timed(lambda: repo.bulk_insert(records))
+                    rates[name].append(len(records) / seconds)
+            await conn.execute(load_sql("bench/capture_delta"))
+            await conn.execute(load_sql("bench/empty_tables"), timeout=_LONG)
+    finally:
+        await pool.close()
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    return {
+        "rows": options.capture_rows,
+        **{f"{name}_rows_s": round(rate) for name, rate in medians.items()},
+        "ratio_delta_trigger_to_none": round(medians["delta_trigger"] / medians["no_trigger"], 3),
+        "ratio_range_log_to_none": round(medians["range_log_trigger"] / medians["no_trigger"], 3),
+    }
+
+
+def run(
+    url: str,
+    options: Options,
+    scenarios: tuple[str, ...] = ("capture", "tenant", "readers", "old", "window"),
+) -> dict[str, Any]:
+    """Run the chosen scenarios, each in its own scratch database."""
+    results: dict[str, Any] = {"options": asdict(options)}
+    steps: dict[str, Callable[[str], Coroutine[Any, Any, dict[str, Any]]]] = {
+        "capture": lambda u: scenario_capture(u, options),
+        "tenant": lambda u: scenario_tenant(u, options),
+        "readers": lambda u: _readers_after_window(u, options),
+        "old": lambda u: scenario_old_data(u, options),
+    }
+    for name in scenarios:
+        if name == "window":
+            results["window"] = []
+            for size in options.windows:
+                with scratch_database(url) as scratch:
+                    results["window"].append(asyncio.run(scenario_window(scratch, size, options)))
+            if len(results["window"]) > 1:
+                first, last = results["window"][0], results["window"][-1]
+                results["window_growth"] = round(
+                    last["fold_plus_refresh_s"] / first["fold_plus_refresh_s"], 2
+                )
+            continue
+        with scratch_database(url) as scratch:
+            results[name] = asyncio.run(steps[name](scratch))
+    return results
+
+
+async def _readers_after_window(url: str, options: Options) -> dict[str, Any]:
+    """The reader scenario on a window of ``window_alone`` rows."""
+    pool = await create_pool(url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            now = datetime.now(UTC)
+            await generate_rows(
+                conn, options.window_alone, now - timedelta(hours=23, minutes=55), now, options
+            )
+            await conn.fetchval("SELECT refresh_tenant_metrics_24h()", timeout=_LONG)
+    finally:
+        await pool.close()
+    return await scenario_readers(url, options)
