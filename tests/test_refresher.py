@@ -20,8 +20,6 @@ from acgs_db.pool import create_pool
 from acgs_db.refresher import MetricsRefresher
 from acgs_db.settings import Settings
 
-pytestmark = pytest.mark.asyncio
-
 # Backends of this database holding the refresh's advisory lock (the key of
 # refresh_tenant_metrics_24h(); pg_locks splits a bigint key into classid and objid).
 REFRESH_LOCK_HOLDERS = """
