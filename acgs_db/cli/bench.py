@@ -405,3 +405,81 @@ def report_command(
         highlight=False,
     )
     _write_json(json_out, summary)
+
+
+# -- repository and refresh benchmarks ---------------------------------------------------------
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows.extend(_flat(value, name + "."))
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for i, item in enumerate(value):
+                rows.extend(_flat(item, f"{name}[{i}]."))
+        else:
+            rows.append((name, f"{value:,}" if isinstance(value, int | float) else str(value)))
+    return rows
+
+
+def _figures(title: str, data: dict[str, Any]) -> Table:
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in _flat(data):
+        table.add_row(name, value)
+    return table
+
+
+@bench.command("repository")
+@friendly_errors
+def repository_command(
+    rows: Annotated[int, typer.Option(help="Records per COPY round.", min=1000)] = 1_000_000,
+    rounds: Annotated[int, typer.Option(help="Alternating COPY rounds (median).", min=1)] = 3,
+    memory_rows: Annotated[
+        int, typer.Option(help="Records streamed from a generator for the RSS figure.")
+    ] = 5_000_000,
+    calls: Annotated[int, typer.Option(help="history() calls on one connection.")] = 20_000,
+    seconds: Annotated[float, typer.Option(help="Seconds of each concurrent run.")] = 10.0,
+    json_path: JsonOption = None,
+) -> None:
+    """bulk_insert, history() and tenant_metrics() against raw asyncpg, pgbench and
+    SQLAlchemy, in a scratch database on the configured server."""
+    from acgs_db.bench import repository
+
+    settings = _settings()
+    options = repository.Options(
+        rows=rows, rounds=rounds, memory_rows=memory_rows, calls=calls, seconds=seconds
+    )
+    results = repository.run(database_url(settings), options, settings)
+    console.print(_figures("acgs-db bench repository", results))
+    _write_json(json_path, results)
+
+
+@bench.command("refresh")
+@friendly_errors
+def refresh_command(
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(help="capture, tenant, readers, old, window (default: all)."),
+    ] = None,
+    window: Annotated[
+        list[int] | None,
+        typer.Option(help="Rows in the last 24 hours (repeatable; default 5M and 20M)."),
+    ] = None,
+    json_path: JsonOption = None,
+) -> None:
+    """The 24-hour view: fold + refresh against a full recompute, exactness, readers during a
+    refresh, real-time tenant figures and the capture trigger's cost, in scratch databases."""
+    from acgs_db.bench import rollup
+
+    options = rollup.Options(windows=tuple(window)) if window else rollup.Options()
+    chosen = tuple(scenario) if scenario else ("capture", "tenant", "readers", "old", "window")
+    unknown = set(chosen) - {"capture", "tenant", "readers", "old", "window"}
+    if unknown:
+        raise ConfigurationError(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    results = rollup.run(database_url(_settings()), options, chosen)
+    console.print(_figures("acgs-db bench refresh", results))
+    _write_json(json_path, results)

@@ -1,4 +1,4 @@
-"""Operator commands: refresh, refresher, schedule (pg_cron), maintain (pg_partman).
+"""Operator commands: refresh, refresher, schedule (pg_cron), maintain (pg_partman), recover.
 
 Their output is plain text (``typer.echo``, never wrapped to the terminal's width), so that cron
 mails and log files get exactly the lines documented.
@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from functools import wraps
 from typing import TYPE_CHECKING, Annotated
 
@@ -26,6 +27,7 @@ from acgs_db.errors import AcgsDbError, ConfigurationError
 from acgs_db.schema import METRICS_VIEW
 
 if TYPE_CHECKING:
+    from acgs_db.ingest import RecoveryReport
     from acgs_db.metrics import Metrics
     from acgs_db.refresher import MetricsRefresher, RefreshResult
     from acgs_db.settings import Settings
@@ -242,3 +244,35 @@ def maintain() -> None:
     report = partitions.maintain(database_url(settings), settings)
     for line in report.lines():
         typer.echo(line)
+
+
+@app.command()
+@_plain_errors
+def recover(
+    older_than: Annotated[
+        float, typer.Option(help="Only prepared transactions older than this many seconds.")
+    ] = 60.0,
+) -> None:
+    """Finish or roll back multi-connection bulk inserts left prepared by a crashed writer."""
+    report = run(_recover(older_than))
+    typer.echo(
+        f"committed {len(report.committed)}, rolled back {len(report.rolled_back)}"
+        " prepared transaction(s)"
+    )
+    for gid in report.committed:
+        typer.echo(f"committed {gid}")
+    for gid in report.rolled_back:
+        typer.echo(f"rolled back {gid}")
+
+
+async def _recover(older_than: float) -> RecoveryReport:
+    from acgs_db.pool import create_pool
+    from acgs_db.repository import ValidationRepository
+
+    settings = _settings()
+    pool = await create_pool(settings=settings, min_size=1, max_size=2)
+    try:
+        repo = ValidationRepository(pool, settings)
+        return await repo.recover_prepared(timedelta(seconds=older_than))
+    finally:
+        await pool.close()
