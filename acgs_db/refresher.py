@@ -99,7 +99,11 @@ class MetricsRefresher:
             raise
         result = RefreshResult(refreshed, time.perf_counter() - started, datetime.now(UTC))
         self._record_success(result)
-        await self.read_fold_lag()
+        try:
+            await self.read_fold_lag()
+        except Exception as exc:  # the refresh itself succeeded: report, don't fail it
+            self.status.fold_lag_s = None
+            log.warning("could not read the rollup's fold lag: %s", _first_line(exc))
         return result
 
     async def read_fold_lag(self) -> float:
@@ -149,7 +153,7 @@ class MetricsRefresher:
                     log.warning(
                         "refresh of the 24-hour view failed (%d in a row): %s",
                         self.status.consecutive_failures,
-                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                        _first_line(exc),
                     )
                     delay = self._delay_after_failure()
                 else:
@@ -185,3 +189,9 @@ class MetricsRefresher:
                 await task
         finally:
             self._task = None
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an error (asyncpg appends DETAIL and HINT lines)."""
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -70,3 +70,36 @@ async def test_refresher_counts_failures(database_url: str) -> None:
         assert _sample(metrics, "acgs_db_refresh_failures_total") == 1
     finally:
         await broken.close()
+
+
+async def test_a_refresh_that_cannot_read_the_fold_lag_still_counts(fresh_database: str) -> None:
+    import uuid
+
+    import psycopg
+
+    from acgs_db import schema
+    from acgs_db.bench.scratch import url_as
+    from acgs_db.pool import create_pool
+
+    schema.upgrade(fresh_database)
+    settings = Settings.from_env({})
+    login = f"lagless_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{login}" LOGIN IN ROLE "{settings.refresher_role}"')
+        conn.execute(
+            f'REVOKE EXECUTE ON FUNCTION rollup_fold_lag() FROM "{settings.refresher_role}"'
+        )
+    try:
+        pool = await create_pool(url_as(fresh_database, login), min_size=1, max_size=1)
+        try:
+            refresher = MetricsRefresher(pool, settings=settings)
+            result = await refresher.refresh_once()
+            assert result.refreshed
+            assert refresher.status.refreshes == 1 and refresher.status.failures == 0
+            assert refresher.status.fold_lag_s is None
+        finally:
+            await pool.close()
+    finally:
+        with psycopg.connect(fresh_database, autocommit=True) as conn:
+            conn.execute(f'DROP OWNED BY "{login}"')
+            conn.execute(f'DROP ROLE "{login}"')

@@ -420,7 +420,13 @@ def _flat(data: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
             for i, item in enumerate(value):
                 rows.extend(_flat(item, f"{name}[{i}]."))
         else:
-            rows.append((name, f"{value:,}" if isinstance(value, int | float) else str(value)))
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                shown = str(value)
+            elif isinstance(value, float):
+                shown = f"{value:,.3f}".rstrip("0").rstrip(".")
+            else:
+                shown = f"{value:,}"
+            rows.append((name, shown))
     return rows
 
 
@@ -483,3 +489,24 @@ def refresh_command(
     results = rollup.run(database_url(_settings()), options, chosen)
     console.print(_figures("acgs-db bench refresh", results))
     _write_json(json_path, results)
+
+
+@bench.command("soak")
+@friendly_errors
+def soak_command(
+    minutes: Annotated[float, typer.Option(help="How long (at most 60).")] = 2.0,
+    rate: Annotated[float, typer.Option(help="Mixed transactions per second.")] = 150.0,
+    refresh_interval: Annotated[float, typer.Option(help="Refresher interval (s).")] = 15.0,
+    json_path: JsonOption = None,
+) -> None:
+    """The mixed workload at a fixed rate with the refresher running; fails (exit 1) on any
+    error or when stored rows differ from acknowledged ones. Loopback servers only."""
+    from acgs_db.bench.soak import SoakOptions, soak
+
+    settings = _settings()
+    options = SoakOptions(minutes=minutes, rate=rate, refresh_interval=refresh_interval)
+    results = run(soak(database_url(settings), options, settings))
+    console.print(_figures("acgs-db bench soak", results))
+    _write_json(json_path, results)
+    if not results["ok"]:
+        raise typer.Exit(1)
