@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import re
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 import asyncpg
 
 from acgs_db.errors import BulkInsertError, ConfigurationError, InvalidRecordError
-from acgs_db.records import COPY_COLUMNS, Limits, ValidationRecord, check_text, copy_row
+from acgs_db.records import COPY_COLUMNS, Limits, ValidationRecord, check_text, row_checker
 from acgs_db.resources import load_sql
 from acgs_db.schema import VALIDATIONS_TABLE
 
@@ -57,24 +58,50 @@ def _gid(token: uuid.UUID, part: int) -> str:
     return f"acgs_db:{token}:{part}"
 
 
-async def _numbered(records: Records) -> AsyncIterator[tuple[int, ValidationRecord]]:
-    index = 0
+Numbered = Iterator[tuple[int, ValidationRecord]] | AsyncIterator[tuple[int, ValidationRecord]]
+
+
+def _numbered(records: Records) -> Numbered:
+    """Records with their positions; a plain iterable stays synchronous (cheaper per row)."""
     if isinstance(records, AsyncIterable):
-        async for record in records:
-            yield index, record
-            index += 1
+        return _anumbered(records)
+    return enumerate(records)
+
+
+async def _anumbered(
+    records: AsyncIterable[ValidationRecord],
+) -> AsyncIterator[tuple[int, ValidationRecord]]:
+    index = 0
+    async for record in records:
+        yield index, record
+        index += 1
+
+
+async def _each(numbered: Numbered) -> AsyncIterator[tuple[int, ValidationRecord]]:
+    """Either kind of numbered records, as an async iterator."""
+    if isinstance(numbered, AsyncIterator):
+        async for item in numbered:
+            yield item
     else:
-        for record in records:
-            yield index, record
-            index += 1
+        for item in numbered:
+            yield item
 
 
-async def _chain(
+async def _achain(
     first: tuple[int, ValidationRecord], rest: AsyncIterator[tuple[int, ValidationRecord]]
 ) -> AsyncIterator[tuple[int, ValidationRecord]]:
     yield first
     async for item in rest:
         yield item
+
+
+async def _peek(numbered: Numbered) -> tuple[tuple[int, ValidationRecord] | None, Numbered]:
+    """The first item, and an iterator that still yields it."""
+    if isinstance(numbered, AsyncIterator):
+        first = await anext(numbered, None)
+        return first, (numbered if first is None else _achain(first, numbered))
+    head = next(numbered, None)
+    return head, (numbered if head is None else itertools.chain([head], numbered))
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,11 +147,10 @@ class Ingest:
         numbered = _numbered(records)
         tenant = None
         if scoped:
-            first = await anext(numbered, None)
+            first, numbered = await _peek(numbered)
             if first is None:
                 return 0
             tenant = getattr(first[1], "tenant_id", None)
-            numbered = _chain(first, numbered)
         if connections > 1:
             return await self._copy_prepared(numbered, batch_id, connections, chunk_rows, tenant)
         async with self._pool.acquire() as conn:
@@ -141,41 +167,52 @@ class Ingest:
                 if written < commit_every:
                     return total
 
-    def _check(
-        self,
-        index: int,
-        record: ValidationRecord,
-        now: datetime,
-        tenant: str | None,
-        committed: int,
-    ) -> Row:
-        try:
-            row = copy_row(record, self._limits, now)
-        except InvalidRecordError as exc:
-            raise exc.at(index, committed) from None
-        if tenant is not None and row[0] != tenant:
-            raise InvalidRecordError(
-                "tenant_id", f"a tenant-scoped bulk insert writes only {tenant!r}", index, committed
-            )
-        return row
+    def _checker(
+        self, now: datetime, tenant: str | None, committed: int
+    ) -> Callable[[int, ValidationRecord], Row]:
+        """Check a numbered record into a COPY row (errors name its index)."""
+        check_row = row_checker(self._limits, now)
 
+        def check(index: int, record: ValidationRecord) -> Row:
+            try:
+                row = check_row(record)
+            except InvalidRecordError as exc:
+                raise exc.at(index, committed) from None
+            if tenant is not None and row[0] != tenant:
+                raise InvalidRecordError(
+                    "tenant_id",
+                    f"a tenant-scoped bulk insert writes only {tenant!r}",
+                    index,
+                    committed,
+                )
+            return row
+
+        return check
+
+    @staticmethod
     def _rows(
-        self,
-        numbered: AsyncIterator[tuple[int, ValidationRecord]],
-        now: datetime,
+        numbered: Numbered,
+        check: Callable[[int, ValidationRecord], Row],
         counter: list[int],
         limit: int | None = None,
-        committed: int = 0,
-        tenant: str | None = None,
-    ) -> AsyncIterator[Row]:
-        """COPY rows of the records, each checked right before it is sent; counts into
+    ) -> Iterator[Row] | AsyncIterator[Row]:
+        """COPY rows of the records, each checked right before asyncpg sends it; counts into
         ``counter[0]`` as asyncpg takes them."""
-        check = self._check
+        if isinstance(numbered, AsyncIterator):
+            source = numbered
 
-        async def rows() -> AsyncIterator[Row]:
-            async for index, record in numbered:
-                row = check(index, record, now, tenant, committed)
-                yield row
+            async def arows() -> AsyncIterator[Row]:
+                async for index, record in source:
+                    yield check(index, record)
+                    counter[0] += 1
+                    if limit is not None and counter[0] >= limit:
+                        return
+
+            return arows()
+
+        def rows() -> Iterator[Row]:
+            for index, record in numbered:
+                yield check(index, record)
                 counter[0] += 1
                 if limit is not None and counter[0] >= limit:
                     return
@@ -185,7 +222,7 @@ class Ingest:
     async def _copy_transaction(
         self,
         conn: asyncpg.Connection,
-        numbered: AsyncIterator[tuple[int, ValidationRecord]],
+        numbered: Numbered,
         *,
         limit: int | None = None,
         committed: int = 0,
@@ -204,7 +241,7 @@ class Ingest:
                     )
                     if claimed is None:
                         return 0
-                rows = self._rows(numbered, now, counter, limit, committed, tenant)
+                rows = self._rows(numbered, self._checker(now, tenant, committed), counter, limit)
                 await self._copy_into(conn, rows, staged=staged)
                 if batch_id is not None:
                     await conn.execute(load_sql("queries/batch_count"), batch_id, counter[0])
@@ -213,7 +250,7 @@ class Ingest:
         return counter[0]
 
     async def _copy_into(
-        self, conn: asyncpg.Connection, rows: AsyncIterator[Row], *, staged: bool
+        self, conn: asyncpg.Connection, rows: Iterable[Row] | AsyncIterator[Row], *, staged: bool
     ) -> None:
         """COPY the rows into the table, or, when row-level security applies to this role
         (PostgreSQL refuses COPY FROM then), into the session's staging table and from there
@@ -233,7 +270,7 @@ class Ingest:
 
     async def _copy_prepared(
         self,
-        numbered: AsyncIterator[tuple[int, ValidationRecord]],
+        numbered: Numbered,
         batch_id: str | None,
         connections: int,
         chunk_rows: int,
@@ -308,7 +345,7 @@ class Ingest:
 
     async def _deal(
         self,
-        numbered: AsyncIterator[tuple[int, ValidationRecord]],
+        numbered: Numbered,
         conns: list[asyncpg.Connection],
         now: datetime,
         chunk_rows: int,
@@ -316,14 +353,14 @@ class Ingest:
     ) -> int:
         """Check records and deal them in chunks to one COPY per connection."""
         queues: list[asyncio.Queue[list[Row] | None]] = [asyncio.Queue(maxsize=2) for _ in conns]
-        check = self._check
+        check = self._checker(now, tenant, 0)
 
         async def feed() -> int:
             count = 0
             chunk: list[Row] = []
             turn = 0
-            async for index, record in numbered:
-                chunk.append(check(index, record, now, tenant, 0))
+            async for index, record in _each(numbered):
+                chunk.append(check(index, record))
                 if len(chunk) >= chunk_rows:
                     await queues[turn].put(chunk)
                     count += len(chunk)

@@ -138,4 +138,3 @@ def _fmt(value: Any) -> str:
     if value is None:
         return "-"
     return str(round(value, 4)) if not isinstance(value, int) else str(value)
-
