@@ -143,6 +143,14 @@ def _traversable(path: Path, uid: int, gids: set[int]) -> bool:
     return True
 
 
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat_line.rpartition(")")[2].split()[:1] == ["Z"]
+
+
 @dataclass(frozen=True)
 class ClusterStatus:
     """What ``dev-db status`` reports."""
@@ -275,7 +283,9 @@ class DevCluster:
         except ProcessLookupError:
             return None
         except PermissionError:
-            return pid
+            pass
+        if _is_zombie(pid):  # killed, not yet reaped by its parent: it serves nothing
+            return None
         return pid
 
     def is_running(self) -> bool:
@@ -298,6 +308,7 @@ class DevCluster:
             self.init()
         with self._locked():
             if not self.is_running():
+                self._wait_for_reaping()
                 if _port_in_use(self.port):
                     self._port_file.write_text(str(free_port()))
                 result = self._run(
@@ -372,8 +383,21 @@ class DevCluster:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if not self._backends_alive():
-                return
+                break
             time.sleep(0.1)
+        self._wait_for_reaping()
+
+    def _wait_for_reaping(self, timeout: float = 30.0) -> None:
+        """Wait until the PID in postmaster.pid has left the process table: a killed
+        postmaster stays a zombie until its parent reaps it, and while it does PostgreSQL
+        takes the lock file for a live server and refuses to start."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return
+        deadline = time.monotonic() + timeout
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def _backends_alive(self) -> bool:
         """True while any process still runs inside the data folder (orphaned backends)."""

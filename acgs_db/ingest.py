@@ -41,7 +41,12 @@ BATCH_ID_MAX = 200
 STAGE_TABLE = "acgs_ingest_stage"
 _NO_LIMIT = 10 * 365 * 86400.0  # asyncpg has no public "no timeout"; ten years will do
 _GID = re.compile(r"^acgs_db:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}:\d{1,3}$")
-_SERVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+_SERVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a connection used while it reads the server's last words
+    OSError,
+)
 
 
 def _gid_statement(verb: str, gid: str) -> str:
@@ -325,9 +330,16 @@ class Ingest:
         try:
             await conns[0].execute(_gid_statement("COMMIT PREPARED", prepared[0]))
         except _SERVER_ERRORS as exc:
-            await self._release(conns, rollback=prepared)
+            # Part 0 may have committed all the same (a connection lost, or a timeout, after
+            # the server wrote the commit): never roll the other parts back blindly. Settle the
+            # batch as recover() does, by part 0 and the ledger; whatever cannot be settled now
+            # stays prepared for recover().
+            await self._release(conns, rollback=[])
+            with contextlib.suppress(*_SERVER_ERRORS):
+                await self.recover(timedelta(0), token=token)
             raise BulkInsertError(
-                f"bulk insert over {connections} connections failed: {exc}"
+                f"bulk insert over {connections} connections failed: {exc!r}; the batch is "
+                "stored whole or not at all (its ledger row says which)"
             ) from exc
         left = prepared[1:]
         for gid in prepared[1:]:
@@ -399,10 +411,16 @@ class Ingest:
                 if conn.is_in_transaction():
                     await conn.execute("ROLLBACK")
             except _SERVER_ERRORS:
-                conn.terminate()
-            await self._pool.release(conn)
+                with contextlib.suppress(asyncpg.InterfaceError):  # lost: already released
+                    conn.terminate()
+            # A connection lost with the server fails its reset on release; the pool has then
+            # terminated it and opens a new one on the next acquire.
+            with contextlib.suppress(*_SERVER_ERRORS):
+                await self._pool.release(conn)
 
-    async def recover(self, older_than: timedelta = timedelta(minutes=1)) -> RecoveryReport:
+    async def recover(
+        self, older_than: timedelta = timedelta(minutes=1), *, token: uuid.UUID | None = None
+    ) -> RecoveryReport:
         """Finish multi-connection batches whose coordinator died between PREPARE and COMMIT.
 
         A batch whose ledger row (part 0) is committed was decided: its other parts are
@@ -415,15 +433,17 @@ class Ingest:
         batches: dict[uuid.UUID, list[str]] = {}
         for row in rows:
             batches.setdefault(row["token"], []).append(row["gid"])
-        for token, gids in batches.items():
-            decided = await self._pool.fetchval(load_sql("queries/batch_decided"), token)
-            if not decided and gids[0] == _gid(token, 0):
+        for batch, gids in batches.items():
+            if token is not None and batch != token:
+                continue
+            decided = await self._pool.fetchval(load_sql("queries/batch_decided"), batch)
+            if not decided and gids[0] == _gid(batch, 0):
                 try:
                     await self._pool.execute(_gid_statement("ROLLBACK PREPARED", gids[0]))
                     rolled_back.append(gids.pop(0))
                 except asyncpg.UndefinedObjectError:  # its coordinator committed it just now
                     gids.pop(0)
-                decided = await self._pool.fetchval(load_sql("queries/batch_decided"), token)
+                decided = await self._pool.fetchval(load_sql("queries/batch_decided"), batch)
             verb = "COMMIT PREPARED" if decided else "ROLLBACK PREPARED"
             for gid in gids:
                 await self._pool.execute(_gid_statement(verb, gid))

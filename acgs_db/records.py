@@ -7,11 +7,13 @@ pass of checks right before the COPY that sends it.
 
 from __future__ import annotations
 
+import enum
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
 
 import orjson
@@ -23,6 +25,9 @@ TENANT_ID_MAX = 50
 DECISION_ID_MAX = 100
 DECISION_HASH_MAX = 128
 _INT32_MAX = 2**31 - 1
+_SCORE_PLACES = Decimal("0.0001")  # numeric(5,4)
+# The driver sends 0001-01-01T00:00:00Z as -infinity, and cannot send what lies before it.
+_EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
 # Types orjson would write in its own way (datetimes, dataclasses, subclasses) are refused
 # by it and decided by the standard library, which refuses them or writes plain JSON.
 _ORJSON_STRICT = (
@@ -136,7 +141,9 @@ def check_score(field: str, value: object) -> float | Decimal:
     if isinstance(value, Decimal):
         if not value.is_finite() or not 0 <= value <= 1:
             raise InvalidRecordError(field, f"must lie in [0, 1], got {value!r}")
-        return value
+        # Rounded as numeric(5,4) rounds (half away from zero), which also keeps the exponent
+        # within what the driver can encode.
+        return value.quantize(_SCORE_PLACES, rounding=ROUND_HALF_UP)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidRecordError(field, f"must be a number, got {type(value).__name__}")
     if not 0.0 <= value <= 1.0:  # also false for NaN
@@ -170,6 +177,7 @@ def check_json(field: str, value: object, max_bytes: int) -> JsonDocument | None
     orjson does the common case several times faster than the standard library; the standard
     library decides whatever orjson would accept loosely (NaN written as null) or refuses
     without it being invalid JSON (integers beyond 64 bits, str subclasses, deep nesting).
+    UUIDs and Enum members are written as their string and value on either path.
     """
     if value is None:
         return None
@@ -192,7 +200,13 @@ def check_json(field: str, value: object, max_bytes: int) -> JsonDocument | None
 def _stdlib_json(field: str, value: object) -> bytes:
     """Strict encoding by the standard library: no NaN, string keys only, valid Unicode."""
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = json.dumps(
+            value,
+            ensure_ascii=False,
+            allow_nan=False,
+            separators=(",", ":"),
+            default=_json_default,
+        )
     except (TypeError, ValueError) as exc:
         raise InvalidRecordError(field, f"is not JSON: {exc}") from None
     except RecursionError:
@@ -203,6 +217,16 @@ def _stdlib_json(field: str, value: object) -> bytes:
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise InvalidRecordError(field, f"is not valid Unicode text ({exc.reason})") from None
+
+
+def _json_default(value: object) -> object:
+    """What the standard library path writes for the types orjson writes natively: a UUID as
+    its string, an Enum member as its value (so both paths store the same document)."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def _string_keys(value: object) -> bool:
@@ -234,6 +258,8 @@ def check_timestamp(value: object, latest: datetime) -> datetime:
         raise InvalidRecordError(
             "created_at", "is a naive datetime; give it a time zone (e.g. datetime.now(UTC))"
         )
+    if value < _EARLIEST:
+        raise InvalidRecordError("created_at", f"{value.isoformat()} lies before 0001-01-02 UTC")
     if value > latest:
         raise InvalidRecordError(
             "created_at",
@@ -297,7 +323,7 @@ def row_checker(limits: Limits, now: datetime) -> Callable[[ValidationRecord], t
             type(created_at) is datetime
             and created_at.tzinfo is not None
             and created_at.utcoffset() is not None
-            and created_at <= latest
+            and _EARLIEST <= created_at <= latest
         ):
             created_at = check_timestamp(created_at, latest)
         return (

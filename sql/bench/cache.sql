@@ -10,4 +10,4 @@ WHERE tenant_id = 'tenant-' || lpad(:t::text, 4, '0')
   AND decision_hash = encode(sha256(convert_to(
           'decision-' || lpad(:t::text, 4, '0') || '-' || lpad(:k::text, 7, '0'), 'UTF8')), 'hex')
   AND constitutional_hash = 'cdd01ef066bc6cf2'
-  AND created_at > now() - :max_age::interval;
+  AND now() - created_at < :max_age::interval;

@@ -14,7 +14,7 @@ WHERE tenant_id = 'tenant-' || lpad(:t::text, 4, '0')
   AND decision_hash = encode(sha256(convert_to(
           'decision-' || lpad(:t::text, 4, '0') || '-' || lpad(:k::text, 7, '0'), 'UTF8')), 'hex')
   AND constitutional_hash = 'cdd01ef066bc6cf2'
-  AND created_at > now() - :max_age::interval;
+  AND now() - created_at < :max_age::interval;
 SELECT id, tenant_id, decision_id, constitutional_hash, compliance_score,
        validation_details, processing_time_ms, created_at
 FROM constitutional_validations

@@ -4,4 +4,4 @@ FROM decision_validation_cache
 WHERE tenant_id = $1
   AND decision_hash = $2
   AND constitutional_hash = $3
-  AND created_at > now() - $4::interval
+  AND now() - created_at < $4::interval

@@ -1,7 +1,7 @@
 -- Delete cached results older than $1; returns how many went.
 WITH gone AS (
     DELETE FROM decision_validation_cache
-    WHERE created_at <= now() - $1::interval
+    WHERE now() - created_at >= $1::interval
     RETURNING 1
 )
 SELECT count(*) FROM gone
