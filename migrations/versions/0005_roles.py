@@ -77,9 +77,7 @@ def upgrade() -> None:
     w, r, f, t = roles["writer"], roles["reader"], roles["refresher"], roles["tenant"]
     op.execute(f"GRANT SELECT, INSERT ON constitutional_validations TO {w}, {t}")
     op.execute(f"GRANT SELECT ON constitutional_validations TO {r}")
-    op.execute(
-        f"GRANT SELECT, INSERT, UPDATE, DELETE ON decision_validation_cache TO {w}, {t}"
-    )
+    op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON decision_validation_cache TO {w}, {t}")
     op.execute(f"GRANT SELECT ON decision_validation_cache TO {r}")
     op.execute(f"GRANT SELECT, INSERT, UPDATE ON ingest_batches TO {w}")
     op.execute(f"GRANT SELECT ON ingest_batches TO {r}")
