@@ -35,6 +35,7 @@ def test_the_repository_benchmark_measures_every_figure(pg_server: Server) -> No
         assert copy[key] > 0, key
     assert results["memory"]["rows"] == 5000 and results["memory"]["peak_rss_mb"] > 0
     assert reads["history_qps_concurrent"] > 0 and reads["raw_fetch_qps_concurrent"] > 0
+    assert reads["raw_fetch_same_codecs_qps_concurrent"] > 0
     assert reads["pgbench_history_tps"] > 0
     assert reads["rls"]["history_ms_tenant_scoped"]["p50"] > 0
 
