@@ -8,6 +8,7 @@ cache, so each is prepared once per connection on the server and reused (with
 from __future__ import annotations
 
 import time
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -38,17 +39,7 @@ if TYPE_CHECKING:
     from acgs_db.metrics import Metrics
 
 HISTORY_LIMIT_MAX = 1000
-_METRICS_FIELDS = (
-    "tenant_id",
-    "constitutional_hash",
-    "avg_compliance_score",
-    "total_validations",
-    "failed_validations",
-    "avg_processing_time_ms",
-    "p95_processing_time_ms",
-    "p99_processing_time_ms",
-    "constitutional_violations",
-)
+_METRICS_FIELDS = tuple(f.name for f in fields(TenantMetrics) if f.name not in ("source", "as_of"))
 
 
 class ValidationRepository:
@@ -200,9 +191,9 @@ class ValidationRepository:
                 row = await self._run("fetchrow", "metrics_realtime", tenant_id)
         if row is None:
             return None
-        source, *figures, as_of = row
-        values = dict(zip(_METRICS_FIELDS, figures, strict=True))
-        return TenantMetrics(**values, source=source, as_of=as_of)
+        # Columns: source, the view's columns in TenantMetrics' order, then when.
+        figures = dict(zip(_METRICS_FIELDS, tuple(row)[1:-1], strict=True))
+        return TenantMetrics(**figures, source=row[0], as_of=row[-1])
 
     # -- decision cache -------------------------------------------------------------------
 

@@ -26,6 +26,8 @@ import pytest
 from acgs_db import schema
 from acgs_db.devdb import DevCluster
 from acgs_db.pool import create_pool
+from acgs_db.repository import ValidationRepository
+from acgs_db.settings import Settings
 
 
 @dataclass
@@ -125,6 +127,21 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     except TimeoutError:
         p.terminate()
         raise AssertionError("a test left a pool connection acquired") from None
+
+
+@pytest.fixture
+def repo(pool: asyncpg.Pool) -> ValidationRepository:
+    """The repository on the session pool, with default settings."""
+    return ValidationRepository(pool, Settings.from_env({}))
+
+
+async def count_rows(pool: asyncpg.Pool, tenant: str) -> int:
+    """How many validations of ``tenant`` are stored."""
+    return int(
+        await pool.fetchval(
+            "SELECT count(*) FROM constitutional_validations WHERE tenant_id = $1", tenant
+        )
+    )
 
 
 @pytest.fixture

@@ -9,22 +9,9 @@ from decimal import Decimal
 
 import asyncpg
 import pytest
+from conftest import count_rows
 
 from acgs_db import InvalidRecordError, ValidationRecord, ValidationRepository
-from acgs_db.settings import Settings
-
-
-@pytest.fixture
-def repo(pool: asyncpg.Pool) -> ValidationRepository:
-    return ValidationRepository(pool, Settings.from_env({}))
-
-
-async def _count(pool: asyncpg.Pool, tenant: str) -> int:
-    return int(
-        await pool.fetchval(
-            "SELECT count(*) FROM constitutional_validations WHERE tenant_id = $1", tenant
-        )
-    )
 
 
 async def _prepared(pool: asyncpg.Pool) -> list[str]:
@@ -44,7 +31,7 @@ async def test_a_batch_id_makes_a_retry_write_nothing(
     batch = f"batch-{tenant}"
     assert await repo.bulk_insert(_records(tenant, 100), batch_id=batch) == 100
     assert await repo.bulk_insert(_records(tenant, 100), batch_id=batch) == 0
-    assert await _count(pool, tenant) == 100
+    assert await count_rows(pool, tenant) == 100
     rows = await pool.fetchval("SELECT rows FROM ingest_batches WHERE batch_id = $1", batch)
     assert rows == 100
 
@@ -57,7 +44,7 @@ async def test_a_failed_batch_leaves_its_id_free_for_the_retry(
     with pytest.raises(InvalidRecordError):
         await repo.bulk_insert(bad, batch_id=batch)
     assert await repo.bulk_insert(_records(tenant, 10), batch_id=batch) == 10
-    assert await _count(pool, tenant) == 10
+    assert await count_rows(pool, tenant) == 10
 
 
 async def test_copy_over_several_connections_writes_everything_once(
@@ -87,7 +74,7 @@ async def test_a_bad_record_aborts_every_connection(
     with pytest.raises(InvalidRecordError) as caught:
         await repo.bulk_insert(records, connections=2)
     assert caught.value.index == 27_001
-    assert await _count(pool, tenant) == 0
+    assert await count_rows(pool, tenant) == 0
     assert await _prepared(pool) == []
     assert await repo.bulk_insert(records[:1000], connections=2) == 1000  # the pool still serves
 
@@ -98,7 +85,7 @@ async def test_a_parallel_batch_id_is_idempotent_too(
     batch = f"parallel-{tenant}"
     assert await repo.bulk_insert(_records(tenant, 12_000), batch_id=batch, connections=2) == 12_000
     assert await repo.bulk_insert(_records(tenant, 12_000), batch_id=batch, connections=2) == 0
-    assert await _count(pool, tenant) == 12_000
+    assert await count_rows(pool, tenant) == 12_000
 
 
 async def _prepare_part(
@@ -130,7 +117,7 @@ async def test_recover_rolls_back_an_undecided_batch(
     report = await repo.recover_prepared(older_than=timedelta(0))
     assert report.rolled_back == [f"acgs_db:{token}:0", f"acgs_db:{token}:1"]
     assert report.committed == []
-    assert await _count(pool, tenant) == 0
+    assert await count_rows(pool, tenant) == 0
     assert await _prepared(pool) == []
 
 
@@ -143,7 +130,7 @@ async def test_recover_finishes_a_decided_batch(
     await pool.execute(f"COMMIT PREPARED 'acgs_db:{token}:0'")  # the coordinator died here
     report = await repo.recover_prepared(older_than=timedelta(0))
     assert report.committed == [f"acgs_db:{token}:1"]
-    assert await _count(pool, tenant) == 20
+    assert await count_rows(pool, tenant) == 20
     assert await _prepared(pool) == []
 
 

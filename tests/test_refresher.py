@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 
@@ -14,6 +14,7 @@ import asyncpg
 import psycopg
 import pytest
 from conftest import start_throwaway_cluster
+from faults_support import until
 
 from acgs_db import schema
 from acgs_db.pool import create_pool
@@ -42,22 +43,6 @@ def _settings() -> Settings:
 
 def _refresher(pool: asyncpg.Pool, interval: float = 60.0, **options: float) -> MetricsRefresher:
     return MetricsRefresher(pool, interval, settings=_settings(), **options)
-
-
-async def _until(
-    condition: Callable[[], Awaitable[bool]] | Callable[[], bool], within: float = 10.0
-) -> None:
-    """Wait until ``condition`` (sync or async) is true; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        value = condition()
-        if not isinstance(value, bool):
-            value = await value
-        if value:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
-        await asyncio.sleep(0.01)
 
 
 async def _lock_holders(pool: asyncpg.Pool) -> list[int]:
@@ -96,7 +81,7 @@ async def test_two_refreshers_at_once_one_refreshes_and_the_other_skips(
     first, second = _refresher(pool), _refresher(pool)
     with _view_locked(database_url) as blocker:
         under_way = asyncio.create_task(first.refresh_once())
-        await _until(lambda: _has_holder(pool))
+        await until(lambda: _has_holder(pool))
 
         skipped = await second.refresh_once()
 
@@ -157,7 +142,7 @@ async def test_stop_during_a_refresh_cancels_it_and_leaves_no_lock_held(
     refresher = _refresher(pool, interval=60.0)
     with _view_locked(database_url):
         task = refresher.start()
-        await _until(lambda: _has_holder(pool))
+        await until(lambda: _has_holder(pool))
         [holder] = await _lock_holders(pool)
         started = time.monotonic()
 
@@ -167,7 +152,7 @@ async def test_stop_during_a_refresh_cancels_it_and_leaves_no_lock_held(
         assert task.done() and refresher.status.running is False
         assert refresher.status.failures == 0 and refresher.status.refreshes == 0
         # the server rolled the refresh back: no advisory lock, nothing waiting on the view
-        await _until(lambda: _nothing_held_by(pool, holder))
+        await until(lambda: _nothing_held_by(pool, holder))
     assert (await refresher.refresh_once()).refreshed is True  # the pool is fine too
 
 
@@ -185,7 +170,7 @@ async def test_stop_lets_a_refresh_under_way_finish_within_the_grace(
     refresher = _refresher(pool, interval=60.0)
     with _view_locked(database_url) as blocker:
         refresher.start()
-        await _until(lambda: _has_holder(pool))
+        await until(lambda: _has_holder(pool))
         stopping = asyncio.create_task(refresher.stop(grace=10))
         await asyncio.sleep(0.2)
         assert not stopping.done()
@@ -243,7 +228,7 @@ async def test_failures_back_off_exponentially_up_to_the_interval(
         return len(attempts) >= 6
 
     refresher.start()
-    await _until(failed_again, within=20)
+    await until(failed_again, within=20)
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
     # 0.1, 0.2, 0.4 s, then capped at the 0.8 s interval; each +-20 % jitter, plus the query
     for gap, expected in zip(gaps, [0.1, 0.2, 0.4, 0.8, 0.8], strict=True):
@@ -251,7 +236,7 @@ async def test_failures_back_off_exponentially_up_to_the_interval(
     assert refresher.status.running and refresher.status.consecutive_failures >= 6
 
     await asyncio.to_thread(schema.upgrade, fresh_database)
-    await _until(lambda: refresher.status.refreshes >= 1, within=5)
+    await until(lambda: refresher.status.refreshes >= 1, within=5)
     assert refresher.status.consecutive_failures == 0
     await refresher.stop()
 
@@ -268,15 +253,15 @@ async def test_the_loop_outlives_stopping_and_starting_the_server() -> None:
         pool = await create_pool(url, min_size=1, max_size=1)
         refresher = _refresher(pool, interval=0.2, backoff_initial=0.05)
         refresher.start()
-        await _until(lambda: refresher.status.refreshes >= 1)
+        await until(lambda: refresher.status.refreshes >= 1)
 
         await asyncio.to_thread(cluster.stop)
-        await _until(lambda: refresher.status.consecutive_failures >= 3)
+        await until(lambda: refresher.status.consecutive_failures >= 3)
         assert refresher.status.running
         refreshes_before = refresher.status.refreshes
 
         await asyncio.to_thread(cluster.start)
-        await _until(lambda: refresher.status.refreshes > refreshes_before, within=30)
+        await until(lambda: refresher.status.refreshes > refreshes_before, within=30)
         assert refresher.status.consecutive_failures == 0
         assert refresher.status.running
 
