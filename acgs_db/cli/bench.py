@@ -215,8 +215,9 @@ def _run_table(result: dict[str, Any]) -> Table:
     return table
 
 
-def _timed_progress(description: str, duration: int) -> tuple[Progress, TaskID]:
-    progress = Progress(
+def _elapsed_progress() -> Progress:
+    """A transient bar per timed run: what runs, how far, how long so far."""
+    return Progress(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -224,6 +225,10 @@ def _timed_progress(description: str, duration: int) -> tuple[Progress, TaskID]:
         console=console,
         transient=True,
     )
+
+
+def _timed_progress(description: str, duration: int) -> tuple[Progress, TaskID]:
+    progress = _elapsed_progress()
     task = progress.add_task(description, total=duration)
     return progress, task
 
@@ -369,14 +374,7 @@ def report_command(
     if run_benchmarks:
         settings = _settings()
         url = database_url(settings)
-        progress = Progress(
-            SpinnerColumn(),
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        )
+        progress = _elapsed_progress()
 
         def on_start(spec: RunSpec) -> Callable[[float], None]:
             task = progress.add_task(f"pgbench {spec.label}", total=duration)
