@@ -126,6 +126,44 @@ def test_maintenance_makes_the_future_partitions_again_after_they_ran_out(
     assert (again.created, again.dropped, again.moved) == ((), (), ())
 
 
+def _without_dependency_statistics(conn: psycopg.Connection) -> list[str]:
+    """Partitions (default included) with no (tenant_id, decision_id) dependency statistics."""
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT i.inhrelid::regclass::text FROM pg_inherits i"
+            " WHERE i.inhparent = 'constitutional_validations'::regclass"
+            "   AND NOT EXISTS (SELECT 1 FROM pg_statistic_ext s"
+            "                    WHERE s.stxrelid = i.inhrelid AND s.stxkind = '{f}'"
+            "                      AND s.stxkeys::text = ("
+            "                          SELECT string_agg(a.attnum::text, ' ' ORDER BY a.attnum)"
+            "                          FROM pg_attribute a WHERE a.attrelid = i.inhrelid"
+            "                           AND a.attname IN ('tenant_id', 'decision_id')))"
+        )
+    ]
+
+
+def test_every_partition_tells_the_planner_that_a_decision_belongs_to_one_tenant(
+    store: str, db: psycopg.Connection
+) -> None:
+    assert len(_partitions(db)) >= 4
+    assert _without_dependency_statistics(db) == []
+
+    newest = _partitions(db)[-1]
+    db.execute(f"DROP TABLE {newest}")
+    maintain(store, _settings())  # makes the partition again, and its statistics
+
+    assert newest in _partitions(db)
+    assert _without_dependency_statistics(db) == []
+    _insert(db, "t", 500, "1 hour")
+    db.execute("ANALYZE constitutional_validations")
+    filled = db.execute(
+        "SELECT count(*) FROM pg_stats_ext WHERE tablename LIKE 'constitutional_validations_p%%'"
+        " AND dependencies IS NOT NULL"
+    ).fetchone()
+    assert filled is not None and filled[0] >= 1
+
+
 # -- rows in the default partition ----------------------------------------------------------
 
 

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from alembic import op
 
+from acgs_db.resources import load_sql
+
 revision = "0002_maintenance"
 down_revision = "0001_schema"
 branch_labels = None
@@ -38,40 +40,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.execute(
-        """
-        CREATE PROCEDURE acgs_partition_maintenance(
-            p_parent regclass DEFAULT 'constitutional_validations'::regclass
-        )
-        LANGUAGE plpgsql
-        AS $proc$
-        DECLARE
-            parent text;
-            default_table text;
-            stranded boolean := false;
-        BEGIN
-            SELECT n.nspname || '.' || c.relname INTO STRICT parent
-              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.oid = p_parent;
-            SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) INTO default_table
-              FROM pg_inherits i
-              JOIN pg_class c ON c.oid = i.inhrelid
-              JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE i.inhparent = p_parent
-               AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT';
-            IF default_table IS NOT NULL THEN
-                EXECUTE 'SELECT EXISTS (SELECT 1 FROM ONLY ' || default_table || ')'
-                   INTO stranded;
-            END IF;
-            IF stranded THEN
-                -- One partition per batch, a COMMIT after each, no pause between them.
-                CALL partman.partition_data_proc(parent, p_wait => 0, p_quiet => true);
-            END IF;
-            CALL partman.run_maintenance_proc();
-        END
-        $proc$
-        """
-    )
+    op.execute(load_sql("schema/partition_maintenance_v1"))
     op.execute("REVOKE ALL ON PROCEDURE acgs_partition_maintenance(regclass) FROM PUBLIC")
 
 
