@@ -102,6 +102,15 @@ def test_a_short_run_writes_tps_percentiles_and_failures_as_json(url: str, tmp_p
     assert data["machine"]["cpus"] >= 1
 
 
+def test_one_client_runs_on_one_thread_unless_told_otherwise(url: str, tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    args = ["--script", "metrics", "--clients", "1", "--duration", "1", "--json", str(out)]
+    result = runner.invoke(app, ["bench", "pgbench", *args], env={"ACGS_DATABASE_URL": url})
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert (data["clients"], data["threads"]) == (1, 1)
+
+
 @pytest.mark.parametrize("script", list(ScriptName))
 def test_every_script_runs_without_failures(url: str, script: ScriptName) -> None:
     result = pgbench.run(url, _short(script), settings=SETTINGS)

@@ -233,6 +233,11 @@ def _timed_progress(description: str, duration: int) -> tuple[Progress, TaskID]:
     return progress, task
 
 
+def _threads(asked: int | None, clients: int) -> int:
+    """pgbench threads: as asked, else two, but never more than the clients (pgbench refuses)."""
+    return asked if asked is not None else min(2, clients)
+
+
 @bench.command("pgbench")
 @friendly_errors
 def pgbench_command(
@@ -240,7 +245,10 @@ def pgbench_command(
         ScriptName, typer.Option(help="Script of sql/bench to run.", case_sensitive=False)
     ] = ScriptName.HISTORY,
     clients: Annotated[int, typer.Option(help="Concurrent sessions (-c).", min=1)] = 8,
-    threads: Annotated[int, typer.Option(help="pgbench worker threads (-j).", min=1)] = 2,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="pgbench worker threads (-j); default 2, at most --clients.", min=1),
+    ] = None,
     duration: Annotated[int, typer.Option(help="Seconds to run (-T).", min=1)] = 20,
     rate: Annotated[
         float | None,
@@ -272,7 +280,7 @@ def pgbench_command(
     options = RunOptions(
         script=script,
         clients=clients,
-        threads=threads,
+        threads=_threads(threads, clients),
         duration=duration,
         rate=rate,
         max_tries=max_tries,
@@ -346,7 +354,10 @@ def report_command(
         int, typer.Option(help="Seconds of each pgbench run (4 runs).", min=1)
     ] = 10,
     clients: Annotated[int, typer.Option(help="Concurrent sessions per run.", min=1)] = 8,
-    threads: Annotated[int, typer.Option(help="pgbench threads per run.", min=1)] = 2,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="pgbench threads per run; default 2, at most --clients.", min=1),
+    ] = None,
     results: Annotated[
         Path | None,
         typer.Option(help="Folder of JSON results: written to after running; read with --no-run."),
@@ -386,7 +397,7 @@ def report_command(
                 settings=settings,
                 duration=duration,
                 clients=clients,
-                threads=threads,
+                threads=_threads(threads, clients),
                 on_start=on_start,
             )
         runs.update(fresh)
