@@ -158,7 +158,7 @@ def test_every_partition_tells_the_planner_that_a_decision_belongs_to_one_tenant
     _insert(db, "t", 500, "1 hour")
     db.execute("ANALYZE constitutional_validations")
     filled = db.execute(
-        "SELECT count(*) FROM pg_stats_ext WHERE tablename LIKE 'constitutional_validations_p%%'"
+        "SELECT count(*) FROM pg_stats_ext WHERE tablename LIKE 'constitutional_validations_p%'"
         " AND dependencies IS NOT NULL"
     ).fetchone()
     assert filled is not None and filled[0] >= 1
