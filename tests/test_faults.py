@@ -204,8 +204,10 @@ async def test_the_refresher_resumes_after_the_server_is_stopped_or_killed() -> 
             await until(lambda: refresher.status.consecutive_failures >= 2)
             assert refresher.status.running and refresher.status.last_error is not None
             refreshes_before = refresher.status.refreshes
-            await asyncio.to_thread(cluster.start)
+            # Before start(): the loop may refresh as soon as the server accepts connections,
+            # while start() is still making sure the database exists.
             back = datetime.now(UTC)
+            await asyncio.to_thread(cluster.start)
 
             await until(lambda before=refreshes_before: refresher.status.refreshes > before, 30)
             assert refresher.status.consecutive_failures == 0
