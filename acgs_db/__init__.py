@@ -6,6 +6,7 @@ from acgs_db.errors import (
     ConfigurationError,
     InvalidRecordError,
     SchemaNotReadyError,
+    TenantScopeError,
 )
 from acgs_db.pool import create_pool
 from acgs_db.records import (
@@ -35,6 +36,7 @@ __all__ = [
     "SchemaNotReadyError",
     "Settings",
     "TenantMetrics",
+    "TenantScopeError",
     "ValidationRecord",
     "ValidationRepository",
     "create_pool",

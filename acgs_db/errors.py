@@ -54,3 +54,8 @@ class BulkInsertError(AcgsDbError):
 
 class SchemaNotReadyError(AcgsDbError):
     """The database lacks the acgs-db schema: run ``acgs-db migrate`` (alembic upgrade head)."""
+
+
+class TenantScopeError(AcgsDbError):
+    """A tenant-scoped repository was asked about a tenant its login is not bound to (or its
+    login is bound to none). Row-level security would show such a call nothing."""

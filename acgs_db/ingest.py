@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import re
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
@@ -92,23 +91,6 @@ async def _each(numbered: Numbered) -> AsyncIterator[tuple[int, ValidationRecord
             yield item
 
 
-async def _achain(
-    first: tuple[int, ValidationRecord], rest: AsyncIterator[tuple[int, ValidationRecord]]
-) -> AsyncIterator[tuple[int, ValidationRecord]]:
-    yield first
-    async for item in rest:
-        yield item
-
-
-async def _peek(numbered: Numbered) -> tuple[tuple[int, ValidationRecord] | None, Numbered]:
-    """The first item, and an iterator that still yields it."""
-    if isinstance(numbered, AsyncIterator):
-        first = await anext(numbered, None)
-        return first, (numbered if first is None else _achain(first, numbered))
-    head = next(numbered, None)
-    return head, (numbered if head is None else itertools.chain([head], numbered))
-
-
 @dataclass(frozen=True, slots=True)
 class RecoveryReport:
     """What :meth:`Ingest.recover` did with left-over prepared transactions."""
@@ -133,13 +115,12 @@ class Ingest:
         commit_every: int | None = None,
         connections: int = 1,
         chunk_rows: int = 5000,
-        scoped: bool = False,
+        tenant: str | None = None,
     ) -> int:
         """Write ``records``; return the rows written (0 for a batch already committed).
 
-        ``scoped``: every transaction is scoped (``acgs.tenant_id``) to the first record's
-        tenant, for tenant-scoped roles under row-level security; a record of another tenant
-        is refused like any bad record."""
+        ``tenant``: the tenant a tenant login is bound to (row-level security enforces it on
+        the server); a record of another tenant is refused like any bad record, naming it."""
         if batch_id is not None:
             check_text("batch_id", batch_id, BATCH_ID_MAX)
         if commit_every is not None:
@@ -150,12 +131,6 @@ class Ingest:
         if connections < 1:
             raise ValueError("connections must be at least 1")
         numbered = _numbered(records)
-        tenant = None
-        if scoped:
-            first, numbered = await _peek(numbered)
-            if first is None:
-                return 0
-            tenant = getattr(first[1], "tenant_id", None)
         if connections > 1:
             return await self._copy_prepared(numbered, batch_id, connections, chunk_rows, tenant)
         async with self._pool.acquire() as conn:
@@ -186,7 +161,7 @@ class Ingest:
             if tenant is not None and row[0] != tenant:
                 raise InvalidRecordError(
                     "tenant_id",
-                    f"a tenant-scoped bulk insert writes only {tenant!r}",
+                    f"this login is bound to tenant {tenant!r}; it writes that tenant only",
                     index,
                     committed,
                 )
@@ -237,8 +212,6 @@ class Ingest:
         counter = [0]
         try:
             async with conn.transaction():
-                if tenant is not None:
-                    await conn.execute(load_sql("queries/set_tenant"), tenant)
                 now, staged = await conn.fetchrow(load_sql("queries/copy_start"))
                 if batch_id is not None:
                     claimed = await conn.fetchval(
@@ -296,8 +269,6 @@ class Ingest:
                 )
             for conn in conns:
                 await conn.execute("BEGIN")
-                if tenant is not None:
-                    await conn.execute(load_sql("queries/set_tenant"), tenant)
             now, staged = await conns[0].fetchrow(load_sql("queries/copy_start"))
             if staged:
                 raise ConfigurationError(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from acgs_db.errors import AcgsDbError
+from acgs_db.errors import AcgsDbError, TenantScopeError
 from acgs_db.ingest import Ingest, Records, RecoveryReport
 from acgs_db.records import (
     DECISION_HASH_MAX,
@@ -45,10 +45,11 @@ _METRICS_FIELDS = tuple(f.name for f in fields(TenantMetrics) if f.name not in (
 class ValidationRepository:
     """Reads and writes of the audit store over an asyncpg pool from :func:`create_pool`.
 
-    ``tenant_scoped=True`` is for pools that log in as a member of the tenant role (migration
-    0005): every call that names a tenant runs in a transaction scoped to it
-    (``set_config('acgs.tenant_id', tenant, true)``), which row-level security enforces, and
-    metrics are read through the tenant-filtered view and function.
+    ``tenant_scoped=True`` is for pools that log in as a tenant login (a member of the tenant
+    role bound to one tenant: ``acgs-db tenant-login grant``). Row-level security shows and
+    lets it write that tenant's rows only, whatever it runs; the repository also refuses, with
+    :class:`TenantScopeError`, a call naming another tenant (it would find nothing), and reads
+    metrics through the tenant-filtered view and function.
     """
 
     def __init__(
@@ -69,30 +70,44 @@ class ValidationRepository:
             max_clock_skew=self._settings.max_clock_skew,
         )
         self._ingest = Ingest(pool, self._limits, self._settings.copy_timeout)
+        self._bound: str | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
         return self._pool
 
     async def _run(self, method: str, name: str, *args: Any, tenant: str | None = None) -> Any:
-        """Run the named statement (``fetch``, ``fetchrow``, ...), scoped to ``tenant`` when
-        the repository is tenant-scoped, timed into the statement-duration histogram when
-        metrics are on."""
+        """Run the named statement (``fetch``, ``fetchrow``, ...), timed into the
+        statement-duration histogram when metrics are on; a tenant-scoped repository first
+        checks that ``tenant`` is its login's."""
+        if self._scoped and tenant is not None:
+            await self._check_scope(tenant)
         started = time.perf_counter()
         try:
-            if self._scoped and tenant is not None:
-                return await self._run_scoped(method, name, args, tenant)
             return await getattr(self._pool, method)(load_sql(f"queries/{name}"), *args)
         finally:
             if self._metrics is not None:
                 duration = time.perf_counter() - started
                 self._metrics.statement_duration.labels(name).observe(duration)
 
-    async def _run_scoped(self, method: str, name: str, args: tuple[Any, ...], tenant: str) -> Any:
-        """One transaction: set ``acgs.tenant_id`` (row-level security reads it), then run."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(load_sql("queries/set_tenant"), tenant)
-            return await getattr(conn, method)(load_sql(f"queries/{name}"), *args)
+    async def bound_tenant(self) -> str:
+        """The tenant this tenant-scoped repository's login is bound to (asked once)."""
+        if self._bound is None:
+            bound = await self._pool.fetchval(load_sql("queries/session_tenant"))
+            if bound is None:
+                raise TenantScopeError(
+                    "this login is bound to no tenant: bind it with "
+                    "`acgs-db tenant-login grant LOGIN TENANT` (it sees nothing until then)"
+                )
+            self._bound = str(bound)
+        return self._bound
+
+    async def _check_scope(self, tenant: str) -> None:
+        bound = await self.bound_tenant()
+        if tenant != bound:
+            raise TenantScopeError(
+                f"this login is bound to tenant {bound!r}; the call names {tenant!r}"
+            )
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -127,13 +142,18 @@ class ValidationRepository:
           two-phase commit (needs ``max_prepared_transactions >= N``; see :mod:`acgs_db.ingest`
           for what it guarantees).
         """
+        if self._scoped and batch_id is not None:
+            raise TenantScopeError(
+                "batch_id needs a service login: the batch ledger is not a tenant's (a tenant "
+                "login's bulk insert is one transaction, all or nothing, without it)"
+            )
         started = time.perf_counter()
         written = await self._ingest.copy(
             records,
             batch_id=batch_id,
             commit_every=commit_every,
             connections=connections,
-            scoped=self._scoped,
+            tenant=await self.bound_tenant() if self._scoped else None,
         )
         if self._metrics is not None:
             self._metrics.rows_copied.inc(written)

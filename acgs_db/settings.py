@@ -83,6 +83,9 @@ class Settings:
     """Folder of the embedded development cluster; unset means ``.acgs`` in the project."""
     cron_database: str = "postgres"
     """Database where pg_cron is installed (``cron.database_name``)."""
+    owner_role: str = field(default="acgs_owner", metadata={"parse": _identifier})
+    """NOLOGIN role that owns every object of the store (migration 0007), so that SECURITY
+    DEFINER functions run with the store's privileges only."""
     writer_role: str = field(default="acgs_writer", metadata={"parse": _identifier})
     """Group role that may insert and read validations and use the cache."""
     reader_role: str = field(default="acgs_reader", metadata={"parse": _identifier})
@@ -90,7 +93,8 @@ class Settings:
     refresher_role: str = field(default="acgs_refresher", metadata={"parse": _identifier})
     """Group role that may only run the refresh (and fold) functions."""
     tenant_role: str = field(default="acgs_tenant", metadata={"parse": _identifier})
-    """Group role whose members see only the tenant named by ``acgs.tenant_id``."""
+    """Group role of tenant logins: each sees only the tenant its login is bound to
+    (``acgs-db tenant-login grant``)."""
 
     @property
     def staleness(self) -> timedelta:

@@ -19,7 +19,7 @@ import json
 import math
 import unicodedata
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
@@ -32,7 +32,13 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from acgs_db import AcgsDbError, InvalidRecordError, ValidationRecord, ValidationRepository
+from acgs_db import (
+    AcgsDbError,
+    InvalidRecordError,
+    ValidationRecord,
+    ValidationRepository,
+    tenants,
+)
 from acgs_db.pool import create_pool
 from acgs_db.settings import Settings
 
@@ -934,56 +940,62 @@ async def test_look_alike_tenants_are_different_tenants(
 # -- the same under row-level security (tenant-scoped roles, migration 0005) ---------------
 
 
-@pytest.fixture(scope="module")
-def tenant_login(database_url: str) -> Iterator[str]:
-    """URL of a login role in the tenant group role: row-level security applies to it."""
-    login = f"hostile_tenant_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'CREATE ROLE "{login}" LOGIN IN ROLE "{SETTINGS.tenant_role}"')
-    parts = urlsplit(database_url)
-    yield urlunsplit(parts._replace(netloc=f"{login}@{parts.hostname}:{parts.port}"))
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'DROP ROLE "{login}"')
-
-
 @pytest.fixture
-async def scoped_pool(tenant_login: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(tenant_login, settings=SETTINGS, min_size=1, max_size=2)
-    yield p
-    await p.close()
+def bind_login(database_url: str) -> Iterator[Callable[[str], str]]:
+    """Makes a login role bound to a (hostile) tenant id; returns its URL."""
+    made: list[str] = []
+
+    def bind(tenant: str) -> str:
+        login = f"hostile_tenant_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(f'CREATE ROLE "{login}" LOGIN')
+        made.append(login)
+        tenants.grant(database_url, login, tenant, SETTINGS)
+        parts = urlsplit(database_url)
+        return urlunsplit(parts._replace(netloc=f"{login}@{parts.hostname}:{parts.port}"))
+
+    yield bind
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for login in made:
+            tenants.revoke(database_url, login, SETTINGS)
+            conn.execute(f'DROP ROLE "{login}"')
 
 
 @pytest.mark.parametrize("hostile", INJECTIONS[:4])
 async def test_under_row_level_security_a_hostile_tenant_id_sees_only_itself(
-    repo: ValidationRepository, scoped_pool: asyncpg.Pool, hostile: str
+    repo: ValidationRepository, bind_login: Callable[[str], str], hostile: str
 ) -> None:
     victim = _unique("victim")
     await repo.bulk_insert([ValidationRecord(victim, "d", 0.1, {"secret": 1})] * 2)
     await repo.cache_decision(victim, "h", 0.1, {"secret": 1})
-    scoped = ValidationRepository(scoped_pool, SETTINGS, tenant_scoped=True)
-
-    await scoped.bulk_insert([ValidationRecord(hostile, "d", 0.9, {"mine": True})])
-    await scoped.insert(ValidationRecord(hostile, "d", 0.8, {"mine": True}))
-    await scoped.cache_decision(hostile, "h", 0.9, {"mine": True})
-    history = await scoped.history(hostile, "d", limit=1000)
-    assert history and all(e.tenant_id == hostile for e in history)
-    cached = await scoped.get_cached_decision(hostile, "h")
-    assert cached is not None and cached.compliance_details == {"mine": True}
-    metrics = await scoped.tenant_metrics(hostile)
-    assert metrics is not None and metrics.tenant_id == hostile
-    async with scoped_pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT set_config('acgs.tenant_id', $1, true)", hostile)
-        others = await conn.fetchval(
-            "SELECT count(*) FROM constitutional_validations WHERE tenant_id <> $1", hostile
-        )
-        others_cached = await conn.fetchval(
-            "SELECT count(*) FROM decision_validation_cache WHERE tenant_id <> $1", hostile
-        )
-    assert (others, others_cached) == (0, 0)  # the policy holds for a hostile setting too
-    with pytest.raises(InvalidRecordError, match="tenant-scoped"):
-        await scoped.bulk_insert(
-            [ValidationRecord(hostile, "d", 0.5), ValidationRecord(victim, "d", 0.5)]
-        )
+    scoped_pool = await create_pool(bind_login(hostile), settings=SETTINGS, min_size=1, max_size=2)
+    try:
+        scoped = ValidationRepository(scoped_pool, SETTINGS, tenant_scoped=True)
+        await scoped.bulk_insert([ValidationRecord(hostile, "d", 0.9, {"mine": True})])
+        await scoped.insert(ValidationRecord(hostile, "d", 0.8, {"mine": True}))
+        await scoped.cache_decision(hostile, "h", 0.9, {"mine": True})
+        history = await scoped.history(hostile, "d", limit=1000)
+        assert history and all(e.tenant_id == hostile for e in history)
+        cached = await scoped.get_cached_decision(hostile, "h")
+        assert cached is not None and cached.compliance_details == {"mine": True}
+        metrics = await scoped.tenant_metrics(hostile)
+        assert metrics is not None and metrics.tenant_id == hostile
+        async with scoped_pool.acquire() as conn:
+            await conn.execute("SELECT set_config('acgs.tenant_id', $1, false)", victim)
+            others = await conn.fetchval(
+                "SELECT count(*) FROM constitutional_validations WHERE tenant_id <> $1", hostile
+            )
+            others_cached = await conn.fetchval(
+                "SELECT count(*) FROM decision_validation_cache WHERE tenant_id <> $1", hostile
+            )
+            await conn.execute("RESET acgs.tenant_id")
+        assert (others, others_cached) == (0, 0)  # the policy holds against a hostile setting
+        with pytest.raises(InvalidRecordError, match="bound to tenant"):
+            await scoped.bulk_insert(
+                [ValidationRecord(hostile, "d", 0.5), ValidationRecord(victim, "d", 0.5)]
+            )
+    finally:
+        await scoped_pool.close()
 
 
 # -- JSON objects with keys that are not strings ----------------------------------------

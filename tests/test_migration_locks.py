@@ -48,6 +48,17 @@ DOCUMENTED = {
         "constitutional_validations": "ShareUpdateExclusiveLock",
         "constitutional_validations_*": "ShareUpdateExclusiveLock",  # every partition
     },
+    # ALTER ... OWNER TO, FORCE ROW LEVEL SECURITY, the policies: every table of the store.
+    "0007_trust": {
+        "constitutional_validations*": "AccessExclusiveLock",
+        "idx_constitutional_validations_*": "AccessExclusiveLock",  # indexes follow their table
+        "decision_validation_cache*": "AccessExclusiveLock",
+        "validation_rollup*": "AccessExclusiveLock",
+        "ingest_batches*": "AccessExclusiveLock",
+        "tenant_constitutional_metrics_24h*": "AccessExclusiveLock",
+        "tenant_metrics_24h_current": "AccessExclusiveLock",
+        "template_*_constitutional_validations": "AccessExclusiveLock",
+    },
 }
 
 LOCKS = text(

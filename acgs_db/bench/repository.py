@@ -38,6 +38,7 @@ from sqlalchemy import MetaData as SaMetaData
 from sqlalchemy import Table, create_engine, insert
 from sqlalchemy.pool import NullPool
 
+from acgs_db import tenants
 from acgs_db.bench.pgbench import Percentiles, RunOptions, ScriptName
 from acgs_db.bench.pgbench import run as run_pgbench
 from acgs_db.bench.scratch import scratch_database, url_as
@@ -343,15 +344,15 @@ async def bench_reads(url: str, options: Options, settings: Settings) -> dict[st
 async def _rls_cost(
     url: str, settings: Settings, pairs: Sequence[tuple[Any, ...]], calls: int
 ) -> dict[str, Any]:
-    """history() as a tenant-scoped login (transaction + set_config + RLS) against the same
-    calls as a role without row-level security, each on one connection."""
+    """history() of one tenant as a login bound to it (row-level security through
+    acgs_session_tenant()) against the same calls as a role without row-level security, each on
+    one connection."""
     login = f"acgs_bench_tenant_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
-                sql.Identifier(login), sql.Identifier(settings.tenant_role)
-            )
-        )
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(login)))
+    tenant = pairs[0][0]
+    pairs = [pair for pair in pairs if pair[0] == tenant]
+    tenants.grant(url, login, tenant, settings)
     scoped_url = url_as(url, login)
     try:
         plain_pool = await create_pool(url, settings=settings, min_size=1, max_size=1)
@@ -377,6 +378,7 @@ async def _rls_cost(
             await plain_pool.close()
             await scoped_pool.close()
     finally:
+        tenants.revoke(url, login, settings)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login)))
     return {

@@ -44,3 +44,26 @@ def run(coro: Coroutine[Any, Any, R]) -> R:
 
 def settings() -> Settings:
     return Settings.from_env()
+
+
+def plain_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Like ``friendly_errors``, but the error is exactly one unwrapped line on stderr."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except AcgsDbError as exc:
+            typer.echo(f"error: {one_line(exc)}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: the first line of its message (with its type unless ours)."""
+    lines = str(exc).strip().splitlines()
+    kind = type(exc).__name__
+    if not lines:
+        return kind
+    return lines[0] if isinstance(exc, AcgsDbError) else f"{kind}: {lines[0]}"

@@ -11,19 +11,19 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Callable
 from datetime import timedelta
-from functools import wraps
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from acgs_db import partitions
 from acgs_db import schedule as cron
-from acgs_db.cli._common import P, R, app, run
+from acgs_db.cli._common import app, run
+from acgs_db.cli._common import one_line as _one_line
+from acgs_db.cli._common import plain_errors as _plain_errors
 from acgs_db.cli._common import settings as _settings
 from acgs_db.devdb import database_url
-from acgs_db.errors import AcgsDbError, ConfigurationError
+from acgs_db.errors import ConfigurationError
 from acgs_db.schema import METRICS_VIEW
 
 if TYPE_CHECKING:
@@ -31,29 +31,6 @@ if TYPE_CHECKING:
     from acgs_db.metrics import Metrics
     from acgs_db.refresher import MetricsRefresher, RefreshResult
     from acgs_db.settings import Settings
-
-
-def _plain_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Like ``friendly_errors``, but the error is exactly one unwrapped line on stderr."""
-
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except AcgsDbError as exc:
-            typer.echo(f"error: {_one_line(exc)}", err=True)
-            raise typer.Exit(1) from None
-
-    return wrapper
-
-
-def _one_line(exc: BaseException) -> str:
-    """An exception as one line: the first line of its message (with its type unless ours)."""
-    lines = str(exc).strip().splitlines()
-    kind = type(exc).__name__
-    if not lines:
-        return kind
-    return lines[0] if isinstance(exc, AcgsDbError) else f"{kind}: {lines[0]}"
 
 
 # -- refresh (one shot, for cron) -----------------------------------------------------------

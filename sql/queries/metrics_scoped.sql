@@ -1,5 +1,6 @@
--- The tenant's 24-hour figures for a tenant-scoped role: the tenant is the transaction's
--- acgs.tenant_id. From the view while refreshed within $1, else computed right now.
+-- The 24-hour figures of the tenant bound to this tenant login (migration 0007): from the view
+-- while refreshed within $1, else computed right now. Both sources filter by
+-- acgs_session_tenant(), never by anything the caller names or sets.
 WITH fresh AS (
     SELECT 'view'::text AS source, tenant_id, constitutional_hash, avg_compliance_score,
            total_validations, failed_validations, avg_processing_time_ms,

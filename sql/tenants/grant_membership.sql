@@ -1,0 +1,1 @@
+GRANT {tenant_role} TO {login}

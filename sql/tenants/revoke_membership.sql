@@ -1,0 +1,1 @@
+REVOKE {tenant_role} FROM {login}
