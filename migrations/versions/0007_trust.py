@@ -185,7 +185,8 @@ def downgrade() -> None:
                   FROM pg_statistic_ext x JOIN pg_namespace n ON n.oid = x.stxnamespace
                  WHERE x.stxowner = '{s.owner_role}'::regrole
             LOOP
-                EXECUTE 'ALTER ' || obj.kind || ' ' || obj.name || ' OWNER TO ' || current_user;
+                EXECUTE 'ALTER ' || obj.kind || ' ' || obj.name || ' OWNER TO '
+                     || quote_ident(current_user);
             END LOOP;
         END
         $own$
