@@ -24,11 +24,11 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import psycopg
 import pytest
+from conftest import create_login
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
@@ -939,9 +939,8 @@ def tenant_login(database_url: str) -> Iterator[str]:
     """URL of a login role in the tenant group role: row-level security applies to it."""
     login = f"hostile_tenant_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'CREATE ROLE "{login}" LOGIN IN ROLE "{SETTINGS.tenant_role}"')
-    parts = urlsplit(database_url)
-    yield urlunsplit(parts._replace(netloc=f"{login}@{parts.hostname}:{parts.port}"))
+        url = create_login(conn, login, SETTINGS.tenant_role)
+    yield url
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(f'DROP ROLE "{login}"')
 

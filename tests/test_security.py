@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import psycopg
 import pytest
+from conftest import create_login
 
 from acgs_db import (
     InvalidRecordError,
@@ -33,13 +33,11 @@ def logins(database_url: str) -> Iterator[dict[str, str]]:
         "refresher": SETTINGS.refresher_role,
         "tenant": SETTINGS.tenant_role,
     }
-    urls = {}
     with psycopg.connect(database_url, autocommit=True) as conn:
-        for kind, group in groups.items():
-            login = f"login_{kind}_{suffix}"
-            conn.execute(f'CREATE ROLE "{login}" LOGIN IN ROLE "{group}"')
-            parts = urlsplit(database_url)
-            urls[kind] = urlunsplit(parts._replace(netloc=f"{login}@{parts.hostname}:{parts.port}"))
+        urls = {
+            kind: create_login(conn, f"login_{kind}_{suffix}", group)
+            for kind, group in groups.items()
+        }
     yield urls
     with psycopg.connect(database_url, autocommit=True) as conn:
         for kind in groups:

@@ -22,6 +22,7 @@ import asyncio
 import json
 import random
 import resource
+import secrets
 import subprocess
 import sys
 import time
@@ -346,13 +347,14 @@ async def _rls_cost(
     """history() as a tenant-scoped login (transaction + set_config + RLS) against the same
     calls as a role without row-level security, each on one connection."""
     login = f"acgs_bench_tenant_{uuid.uuid4().hex[:8]}"
+    password = secrets.token_urlsafe(24)  # servers ask for one (the embedded cluster: SCRAM)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
-                sql.Identifier(login), sql.Identifier(settings.tenant_role)
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
+                sql.Identifier(login), sql.Literal(password), sql.Identifier(settings.tenant_role)
             )
         )
-    scoped_url = url_as(url, login)
+    scoped_url = url_as(url, login, password)
     try:
         plain_pool = await create_pool(url, settings=settings, min_size=1, max_size=1)
         scoped_pool = await create_pool(scoped_url, settings=settings, min_size=1, max_size=1)
