@@ -56,7 +56,8 @@ class Server:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-_NOT_CARRIED = {"user", "password", "passfile", "host", "hostaddr", "port", "dbname"}
+# Connection parameters a login's URL keeps (libpq and asyncpg both read them).
+_CARRIED = ("sslmode", "sslrootcert", "sslcert", "sslkey")
 
 
 def create_login(conn: psycopg.Connection[Any], name: str, *in_roles: str) -> str:
@@ -72,7 +73,7 @@ def create_login(conn: psycopg.Connection[Any], name: str, *in_roles: str) -> st
         query = sql.SQL("{} IN ROLE {}").format(query, groups)
     conn.execute(query)
     info = conn.info
-    extra = {k: v for k, v in info.get_parameters().items() if k not in _NOT_CARRIED}
+    extra = {k: v for k, v in info.get_parameters().items() if k in _CARRIED}
     host = info.host
     if host.startswith("/"):  # a unix socket folder goes into the query
         extra["host"], host = host, ""
