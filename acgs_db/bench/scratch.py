@@ -27,6 +27,7 @@ def url_as(url: str, user: str, password: str | None = None) -> str:
     looks in ~/.pgpass). The URL's ``passfile`` is dropped: it holds the first role's."""
     parts = urlsplit(url)
     host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host  # IPv6
     credentials = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
     netloc = f"{credentials}@{host}" + (f":{parts.port}" if parts.port else "")
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "passfile"])
