@@ -238,7 +238,7 @@ def _read_pointer(pointer: Path, owner: int) -> Path | None:
     """The folder a pointer file names; ``None`` when there is no pointer file. The pointer
     must be a plain file (no symlink followed) of ``owner`` that nobody else may write to."""
     try:
-        fd = os.open(pointer, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(pointer, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # no FIFO wait
     except FileNotFoundError:
         return None
     except OSError as exc:
