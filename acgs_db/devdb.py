@@ -4,24 +4,31 @@ When ``ACGS_DATABASE_URL`` is unset, commands that need a database use this clus
 ``initdb`` into ``.acgs/pgdata`` (gitignored), a free loopback port, pg_partman available
 and pg_cron preloaded. PostgreSQL refuses to run as root, so under root the cluster runs
 as the unprivileged ``postgres`` account that Debian's package creates.
+
+Any local user may connect to a loopback port, so the cluster is not left open: every
+connection authenticates with SCRAM-SHA-256 as ``postgres``, whose generated password lives
+in a libpq password file (``.acgs/pgpass``, mode 0600, owned by the invoking user). The URLs
+name that file (``?passfile=``) instead of holding the password, so printing them is safe.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from acgs_db.errors import ConfigurationError
 from acgs_db.settings import Settings
@@ -32,12 +39,26 @@ SUPERUSER = "postgres"
 RUN_AS = "postgres"
 _REQUIRED_BINARIES = ("initdb", "pg_ctl", "postgres")
 _REQUIRED_EXTENSIONS = {"pg_partman": "partman", "pg_cron": "cron"}
+HOST = "127.0.0.1"
+PASSFILE = "pgpass"
+"""The libpq password file of the cluster, in its folder."""
+POINTER = "cluster-dir"
+"""Under root, in the project's folder: the path of the fallback folder in /var/tmp."""
+FALLBACK_BASE = Path("/var/tmp")
+
+# The whole of pg_hba.conf: TCP on the loopback only (the server opens no unix socket), a
+# password for everyone; the replication line is for standbys started later.
+HBA_CONF = f"""# acgs-db development cluster: loopback TCP only, SCRAM passwords for every role
+host    all          all  {HOST}/32  scram-sha-256
+host    replication  all  {HOST}/32  scram-sha-256
+"""
 
 # Written into postgresql.conf at initdb. Tuned for a 2-core, 24 GiB development machine;
 # work_mem stays at PostgreSQL's default so that the figures resemble a stock server.
 SERVER_CONFIG = {
-    "listen_addresses": "'127.0.0.1'",
+    "listen_addresses": f"'{HOST}'",
     "unix_socket_directories": "''",
+    "password_encryption": "'scram-sha-256'",
     "max_connections": "200",
     "shared_buffers": "'1GB'",
     "effective_cache_size": "'8GB'",
@@ -151,6 +172,130 @@ def _is_zombie(pid: int) -> bool:
     return stat_line.rpartition(")")[2].split()[:1] == ["Z"]
 
 
+def pgpass_line(user: str, password: str, host: str = HOST) -> str:
+    """One line of a libpq password file: any port and database of ``host`` for ``user``
+    (``:`` and ``\\`` escaped with a backslash, as libpq reads them)."""
+
+    def escape(value: str) -> str:
+        return value.replace("\\", "\\\\").replace(":", "\\:")
+
+    return f"{escape(host)}:*:*:{escape(user)}:{escape(password)}\n"
+
+
+def _write_new_file(path: Path, text: str, owner: pwd.struct_passwd | None = None) -> None:
+    """Create ``path`` (mode 0600, never an existing file or a symlink) holding ``text``,
+    owned by ``owner`` when given (root handing a file to ``postgres``)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        if owner is not None:
+            os.fchown(handle.fileno(), owner.pw_uid, owner.pw_gid)
+        handle.write(text)
+
+
+def _write_existing_file(path: Path, text: str, *, append: bool) -> None:
+    """Write into a file of the data folder without following a symlink planted there (under
+    root the folder belongs to ``postgres``, and root must not be tricked into writing
+    elsewhere)."""
+    flags = os.O_WRONLY | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
+    with os.fdopen(os.open(path, flags), "w") as handle:
+        handle.write(text)
+
+
+@contextlib.contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed, never through a symlink)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def check_private_dir(path: Path, owner: int) -> None:
+    """Raise unless ``path`` is a real folder (not a symlink) owned by uid ``owner`` that
+    nobody else may write to: the checks a reused folder in world-writable /var/tmp needs."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{path} is not a plain folder (a symlink or another kind of file): {exc.strerror};"
+            " refusing to use it for the development cluster"
+        ) from None
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if st.st_uid != owner or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigurationError(
+            f"{path} belongs to uid {st.st_uid} with mode {stat.filemode(st.st_mode)}; the"
+            f" development cluster's folder must belong to uid {owner} and be writable by it"
+            " alone: refusing to use it"
+        )
+
+
+def _read_pointer(pointer: Path, owner: int) -> Path | None:
+    """The folder a pointer file names; ``None`` when there is no pointer file. The pointer
+    must be a plain file (no symlink followed) of ``owner`` that nobody else may write to."""
+    try:
+        fd = os.open(pointer, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # no FIFO wait
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {pointer}: {exc.strerror}") from None
+    with os.fdopen(fd) as handle:
+        st = os.fstat(handle.fileno())
+        if (
+            not stat.S_ISREG(st.st_mode)
+            or st.st_uid != owner
+            or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        ):
+            raise ConfigurationError(
+                f"{pointer} is not a plain file of uid {owner} writable by it alone;"
+                " remove it to let acgs-db create a new development cluster"
+            )
+        text = handle.read().strip()
+    return Path(text)
+
+
+def fallback_root(project_root: Path, base: Path = FALLBACK_BASE) -> Path:
+    """The cluster folder to use when ``postgres`` cannot enter ``project_root`` (under root).
+
+    A folder of a random name made exclusively in ``base`` (``mkdtemp``: nobody can have
+    planted it), remembered in ``project_root/cluster-dir``. When reused it must still be a
+    real folder (no symlink) of the invoking user (root) that nobody else may write to: /var/tmp
+    is world-writable, and a folder cleaned away (reboot, tmpreaper) could be re-created by
+    another user under the same name. A missing folder is replaced by a new one.
+    """
+    project_root.mkdir(parents=True, exist_ok=True)
+    with _flock(project_root / "lock"):  # two first runs must not make two folders
+        return _fallback_root(project_root, base)
+
+
+def _fallback_root(project_root: Path, base: Path) -> Path:
+    owner = os.geteuid()
+    pointer = project_root / POINTER
+    folder = _read_pointer(pointer, owner)
+    if folder is not None:
+        if (
+            not folder.is_absolute()
+            or folder.parent != base
+            or not folder.name.startswith("acgs-db-")
+        ):
+            raise ConfigurationError(
+                f"{pointer} names {folder}, not a folder acgs-db-* of {base}; remove {pointer}"
+            )
+        if os.path.lexists(folder):
+            check_private_dir(folder, owner)
+            return folder
+    folder = Path(tempfile.mkdtemp(prefix="acgs-db-", dir=base))
+    folder.chmod(0o711)  # postgres must enter it to reach its data folder
+    staged = project_root / f".{POINTER}.{secrets.token_hex(6)}"
+    _write_new_file(staged, f"{folder}\n")
+    os.replace(staged, pointer)
+    return folder
+
+
 @dataclass(frozen=True)
 class ClusterStatus:
     """What ``dev-db status`` reports."""
@@ -174,7 +319,8 @@ class DevCluster:
         self.bindir = bindir or find_bindir()
         self._config = {**SERVER_CONFIG, **(config or {})}
         self._account = pwd.getpwnam(RUN_AS) if os.geteuid() == 0 else None
-        self.root = self._usable_root(root.resolve())
+        self._requested_root = root.resolve()
+        self.root = self._usable_root(self._requested_root)
 
     # -- layout -------------------------------------------------------------------------
 
@@ -190,15 +336,20 @@ class DevCluster:
     def _port_file(self) -> Path:
         return self.root / "port"
 
+    @property
+    def passfile(self) -> Path:
+        """The libpq password file holding the superuser's password (mode 0600)."""
+        return self.root / PASSFILE
+
     def _usable_root(self, root: Path) -> Path:
-        """Under root, fall back to /var/tmp when the project folder is closed to ``postgres``."""
+        """Under root, fall back to a private folder in /var/tmp when the project folder is
+        closed to ``postgres`` (see :func:`fallback_root`)."""
         if self._account is None:
             return root
         gids = {self._account.pw_gid, *os.getgrouplist(RUN_AS, self._account.pw_gid)}
         if _traversable(root.parent, self._account.pw_uid, gids):
             return root
-        digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
-        return Path("/var/tmp") / f"acgs-db-{digest}"
+        return fallback_root(root)
 
     # -- running programs ---------------------------------------------------------------
 
@@ -220,56 +371,85 @@ class DevCluster:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """Serialise init/start/stop between processes that share the folder."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / "lock", "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    def _chown(self, path: Path) -> None:
-        if self._account is None:
-            return
-        uid, gid = self._account.pw_uid, self._account.pw_gid
-        os.chown(path, uid, gid)
-        for dirpath, dirnames, filenames in os.walk(path):
-            for name in (*dirnames, *filenames):
-                os.chown(os.path.join(dirpath, name), uid, gid)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with _flock(self.root / "lock"):
+            yield
 
     # -- life cycle ---------------------------------------------------------------------
 
     def is_initialized(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
 
+    def _refuse_unprotected(self) -> None:
+        """Refuse a cluster made by an earlier acgs-db: trust authentication, no password.
+
+        Converting it in place (start it open, set a password, rewrite pg_hba.conf, reload)
+        would run a trust server once more and edit a configuration the user may have
+        changed, with half-converted states to handle when a step fails. Its data is a
+        disposable development sample, so refusing with the command that removes it is both
+        safer and simpler.
+        """
+        if self.is_initialized() and not self.passfile.exists():
+            raise ConfigurationError(
+                f"{self.root} holds a development cluster made by an earlier acgs-db with trust"
+                " authentication (any local user could connect to it as superuser). Stop it and"
+                f" delete it (its data is a disposable sample): acgs-db dev-db stop && rm -rf"
+                f" {self.root}; the next command creates a password-protected cluster."
+            )
+
     def init(self) -> None:
-        """Run ``initdb`` (trust authentication, loopback only) and write the server settings."""
+        """Run ``initdb`` (SCRAM authentication, loopback only, a generated password kept in
+        the password file) and write the server settings."""
         check_extensions(self.bindir)
         with self._locked():
             if self.is_initialized():
                 return
-            self.root.mkdir(parents=True, exist_ok=True)
-            self._chown(self.root)
-            result = self._run(
-                [
-                    self._bin("initdb"),
-                    "-D",
-                    str(self.data_dir),
-                    "-U",
-                    SUPERUSER,
-                    "--auth=trust",
-                    "--encoding=UTF8",
-                    "--locale=C.UTF-8",
-                    "--no-instructions",
-                ],
-                check=False,
-            )
+            # under root, postgres must enter the folder to reach its data folder and its log
+            self.root.chmod(0o711 if self._account is not None else 0o700)
+            pwfile = self.root / "pwfile"
+            for leftover in (self.passfile, pwfile):  # from an initdb that failed
+                leftover.unlink(missing_ok=True)
+            password = secrets.token_urlsafe(32)
+            _write_new_file(self.passfile, pgpass_line(SUPERUSER, password))
+            _write_new_file(pwfile, password + "\n", owner=self._account)  # read by initdb
+            try:
+                self.data_dir.mkdir(mode=0o700, exist_ok=True)
+                if self._account is not None:
+                    os.chown(self.data_dir, self._account.pw_uid, self._account.pw_gid)
+                result = self._run(
+                    [
+                        self._bin("initdb"),
+                        "-D",
+                        str(self.data_dir),
+                        "-U",
+                        SUPERUSER,
+                        "--auth=scram-sha-256",
+                        f"--pwfile={pwfile}",
+                        "--encoding=UTF8",
+                        "--locale=C.UTF-8",
+                        "--no-instructions",
+                    ],
+                    check=False,
+                )
+            finally:
+                pwfile.unlink(missing_ok=True)
             if result.returncode != 0:
+                self.passfile.unlink(missing_ok=True)
                 raise ConfigurationError(f"initdb failed: {result.stderr.strip()}")
             lines = "".join(f"{key} = {value}\n" for key, value in self._config.items())
-            with open(self.data_dir / "postgresql.conf", "a") as conf:
-                conf.write("\n# acgs-db development cluster\n" + lines)
+            _write_existing_file(
+                self.data_dir / "postgresql.conf",
+                "\n# acgs-db development cluster\n" + lines,
+                append=True,
+            )
+            _write_existing_file(self.data_dir / "pg_hba.conf", HBA_CONF, append=False)
             self._port_file.write_text(str(free_port()))
+
+    def _prepare_log(self) -> None:
+        """Under root the folder is root's: give ``postgres`` a log file it may write."""
+        if self._account is not None:
+            with contextlib.suppress(FileExistsError):
+                _write_new_file(self.log_file, "", owner=self._account)
 
     def postmaster_pid(self) -> int | None:
         """PID of the running postmaster, or ``None`` when the cluster is down."""
@@ -296,7 +476,11 @@ class DevCluster:
         return int(self._port_file.read_text())
 
     def admin_url(self, database: str = "postgres") -> str:
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+        """libpq URL of ``database`` as the superuser. It holds no password: it names the
+        password file (``passfile``, read by libpq and asyncpg), so it may be printed."""
+        self._refuse_unprotected()
+        passfile = quote(str(self.passfile))
+        return f"postgresql://{SUPERUSER}@{HOST}:{self.port}/{database}?passfile={passfile}"
 
     def url(self) -> str:
         """libpq URL of the cluster's ``acgs`` database."""
@@ -304,11 +488,13 @@ class DevCluster:
 
     def start(self) -> str:
         """Initialise if needed, start the server, create the ``acgs`` database; return its URL."""
+        self._refuse_unprotected()
         if not self.is_initialized():
             self.init()
         with self._locked():
             if not self.is_running():
                 self._wait_for_reaping()
+                self._prepare_log()
                 if _port_in_use(self.port):
                     self._port_file.write_text(str(free_port()))
                 result = self._run(
@@ -410,16 +596,21 @@ class DevCluster:
         return False
 
     def destroy(self) -> None:
-        """Stop the server and delete its folder."""
+        """Stop the server and delete its folder (and the pointer to a fallback folder)."""
         self.stop(mode="immediate")
         shutil.rmtree(self.root, ignore_errors=True)
+        if self.root != self._requested_root:
+            for name in (POINTER, "lock"):
+                (self._requested_root / name).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self._requested_root.rmdir()
 
     def status(self) -> ClusterStatus:
         running = self.is_running()
         return ClusterStatus(
             initialized=self.is_initialized(),
             running=running,
-            url=self.url() if running else None,
+            url=self.url() if running and self.passfile.exists() else None,
             data_dir=self.data_dir,
         )
 

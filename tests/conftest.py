@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -17,11 +18,13 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import psycopg
 import pytest
+from psycopg import sql
 
 from acgs_db import schema
 from acgs_db.devdb import DevCluster
@@ -51,6 +54,36 @@ class Server:
         name = urlsplit(url).path.lstrip("/")
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# Connection parameters a login's URL keeps (libpq and asyncpg both read them).
+_CARRIED = ("sslmode", "sslrootcert", "sslcert", "sslkey")
+
+
+def create_login(conn: psycopg.Connection[Any], name: str, *in_roles: str) -> str:
+    """Create the LOGIN role ``name`` (a member of ``in_roles``) with a generated password and
+    return the URL of ``conn``'s database as that role, password included: the servers ask
+    for one (the embedded cluster authenticates everyone with SCRAM)."""
+    password = secrets.token_urlsafe(24)
+    query = sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+        sql.Identifier(name), sql.Literal(password)
+    )
+    if in_roles:
+        groups = sql.SQL(", ").join(sql.Identifier(role) for role in in_roles)
+        query = sql.SQL("{} IN ROLE {}").format(query, groups)
+    conn.execute(query)
+    info = conn.info
+    extra = {k: v for k, v in info.get_parameters().items() if k in _CARRIED}
+    host = info.host
+    if host.startswith("/"):  # a unix socket folder goes into the query
+        extra["host"], host = host, ""
+    elif ":" in host:
+        host = f"[{host}]"
+    query_string = f"?{urlencode(extra)}" if extra else ""
+    return (
+        f"postgresql://{quote(name, safe='')}:{quote(password, safe='')}@{host}:{info.port}"
+        f"/{quote(info.dbname, safe='')}{query_string}"
+    )
 
 
 def _docker_answers() -> bool:

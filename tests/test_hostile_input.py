@@ -24,11 +24,11 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import psycopg
 import pytest
+from conftest import create_login
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
@@ -948,11 +948,10 @@ def bind_login(database_url: str) -> Iterator[Callable[[str], str]]:
     def bind(tenant: str) -> str:
         login = f"hostile_tenant_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(f'CREATE ROLE "{login}" LOGIN')
+            url = create_login(conn, login)
         made.append(login)
         tenants.grant(database_url, login, tenant, SETTINGS)
-        parts = urlsplit(database_url)
-        return urlunsplit(parts._replace(netloc=f"{login}@{parts.hostname}:{parts.port}"))
+        return url
 
     yield bind
     with psycopg.connect(database_url, autocommit=True) as conn:

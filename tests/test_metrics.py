@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
+from conftest import create_login
 from prometheus_client import generate_latest
 
 from acgs_db import MetricsRefresher, ValidationRecord, ValidationRepository
@@ -78,19 +79,18 @@ async def test_a_refresh_that_cannot_read_the_fold_lag_still_counts(fresh_databa
     import psycopg
 
     from acgs_db import schema
-    from acgs_db.bench.scratch import url_as
     from acgs_db.pool import create_pool
 
     schema.upgrade(fresh_database)
     settings = Settings.from_env({})
     login = f"lagless_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(fresh_database, autocommit=True) as conn:
-        conn.execute(f'CREATE ROLE "{login}" LOGIN IN ROLE "{settings.refresher_role}"')
+        login_url = create_login(conn, login, settings.refresher_role)
         conn.execute(
             f'REVOKE EXECUTE ON FUNCTION rollup_fold_lag() FROM "{settings.refresher_role}"'
         )
     try:
-        pool = await create_pool(url_as(fresh_database, login), min_size=1, max_size=1)
+        pool = await create_pool(login_url, min_size=1, max_size=1)
         try:
             refresher = MetricsRefresher(pool, settings=settings)
             result = await refresher.refresh_once()

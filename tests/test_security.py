@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import asyncpg
 import psycopg
 import pytest
+from conftest import create_login
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -55,9 +56,7 @@ def logins(database_url: str) -> Iterator[Logins]:
     suffix = uuid.uuid4().hex[:8]
     names = {kind: f"login_{kind}_{suffix}" for kind in GROUPS}
     with psycopg.connect(database_url, autocommit=True) as conn:
-        urls = {
-            kind: create_login(conn, database_url, names[kind], GROUPS[kind]) for kind in GROUPS
-        }
+        urls = {kind: create_login(conn, names[kind], GROUPS[kind]) for kind in GROUPS}
     a, b = f"sec-a-{suffix}", f"sec-b-{suffix}"
     tenants.grant(database_url, names["tenant_a"], a, SETTINGS)
     tenants.grant(database_url, names["tenant_b"], b, SETTINGS)
@@ -486,7 +485,7 @@ def test_binding_refuses_logins_that_would_see_every_tenant(
     conn: psycopg.Connection, database_url: str, logins: Logins
 ) -> None:
     name = f"login_wide_{uuid.uuid4().hex[:8]}"
-    conn.execute(f'CREATE ROLE "{name}" LOGIN IN ROLE "{SETTINGS.reader_role}"')
+    create_login(conn, name, SETTINGS.reader_role)
     try:
         with pytest.raises(TenantLoginError, match=SETTINGS.reader_role):
             tenants.grant(database_url, name, "t", SETTINGS)
@@ -506,7 +505,7 @@ def test_the_tenant_login_commands(
 ) -> None:
     monkeypatch.setenv("ACGS_DATABASE_URL", database_url)
     name = f"login_cli_{uuid.uuid4().hex[:8]}"
-    url = create_login(conn, database_url, name)
+    url = create_login(conn, name)
     runner = CliRunner()
     try:
         granted = runner.invoke(app, ["tenant-login", "grant", name, "cli-tenant"])
@@ -524,13 +523,3 @@ def test_the_tenant_login_commands(
         assert refused.exit_code == 1 and "superuser" in refused.output
     finally:
         conn.execute(f'DROP ROLE "{name}"')
-
-
-def create_login(conn: psycopg.Connection, database_url: str, name: str, *groups: str) -> str:
-    """A LOGIN role (in ``groups``) and its URL on the test database."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    member = f" IN ROLE {', '.join(f'{chr(34)}{g}{chr(34)}' for g in groups)}" if groups else ""
-    conn.execute(f'CREATE ROLE "{name}" LOGIN{member}')
-    parts = urlsplit(database_url)
-    return urlunsplit(parts._replace(netloc=f"{name}@{parts.hostname}:{parts.port}"))

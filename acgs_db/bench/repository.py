@@ -22,6 +22,7 @@ import asyncio
 import json
 import random
 import resource
+import secrets
 import subprocess
 import sys
 import time
@@ -348,12 +349,17 @@ async def _rls_cost(
     acgs_session_tenant()) against the same calls as a role without row-level security, each on
     one connection."""
     login = f"acgs_bench_tenant_{uuid.uuid4().hex[:8]}"
+    password = secrets.token_urlsafe(24)  # servers ask for one (the embedded cluster: SCRAM)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(login)))
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(login), sql.Literal(password)
+            )
+        )
     tenant = pairs[0][0]
     pairs = [pair for pair in pairs if pair[0] == tenant]
     tenants.grant(url, login, tenant, settings)
-    scoped_url = url_as(url, login)
+    scoped_url = url_as(url, login, password)
     try:
         plain_pool = await create_pool(url, settings=settings, min_size=1, max_size=1)
         scoped_pool = await create_pool(scoped_url, settings=settings, min_size=1, max_size=1)

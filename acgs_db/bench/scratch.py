@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -22,12 +22,16 @@ def url_for(url: str, database: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path="/" + database))
 
 
-def url_as(url: str, user: str) -> str:
-    """The same server and database, another role (no password: trust or ~/.pgpass)."""
+def url_as(url: str, user: str, password: str | None = None) -> str:
+    """The same server and database, another role and its password (without one, libpq
+    looks in ~/.pgpass). The URL's ``passfile`` is dropped: it holds the first role's."""
     parts = urlsplit(url)
     host = parts.hostname or ""
-    netloc = f"{user}@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    host = f"[{host}]" if ":" in host else host  # IPv6
+    credentials = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
+    netloc = f"{credentials}@{host}" + (f":{parts.port}" if parts.port else "")
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "passfile"])
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from acgs_db.cli._common import app, console, friendly_errors, run
 from acgs_db.cli._common import settings as _settings
 from acgs_db.devdb import DevCluster, database_url
 from acgs_db.settings import Settings
+from acgs_db.urls import redact_url
 
 dev_db = typer.Typer(
     help="The embedded development cluster (used when ACGS_DATABASE_URL is unset).",
@@ -27,7 +28,7 @@ app.add_typer(dev_db, name="dev-db")
 @friendly_errors
 def dev_db_start() -> None:
     """Create (initdb) and start the cluster; print its URL."""
-    console.print(DevCluster(_settings().dev_root).start(), highlight=False)
+    _print_url(DevCluster(_settings().dev_root).start())
 
 
 @dev_db.command("stop")
@@ -43,14 +44,20 @@ def dev_db_status() -> None:
     """Say whether the cluster exists and runs."""
     status = DevCluster(_settings().dev_root).status()
     state = "running" if status.running else ("stopped" if status.initialized else "absent")
-    console.print(f"{state} {status.data_dir} {status.url or ''}".rstrip(), highlight=False)
+    _print_url(f"{state} {status.data_dir} {status.url or ''}".rstrip())
 
 
 @dev_db.command("url")
 @friendly_errors
 def dev_db_url() -> None:
-    """Print the cluster's URL, starting it if needed."""
-    console.print(DevCluster(_settings().dev_root).start(), highlight=False)
+    """Print the cluster's URL, starting it if needed (it holds no password: it names the
+    cluster's password file, so ``psql "$(acgs-db dev-db url)"`` connects)."""
+    _print_url(DevCluster(_settings().dev_root).start())
+
+
+def _print_url(line: str) -> None:
+    """One unwrapped line, as is (no markup, no highlighting): fit for ``$(...)``."""
+    console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 # -- schema ---------------------------------------------------------------------------------
@@ -82,7 +89,7 @@ def demo(
     """Migrate, load a small sample, refresh the 24-hour view and print a tenant's metrics."""
     settings = _settings()
     url = database_url(settings)
-    console.print(f"database: {url}", highlight=False)
+    _print_url(f"database: {redact_url(url)}")
     schema.upgrade(url)
     run(_demo(url, settings, rows, tenants))
 
