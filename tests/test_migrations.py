@@ -56,14 +56,13 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh_database: str) -> None:
 
 
 def test_downgrade_removes_partman_configuration_but_keeps_other_users(
-    fresh_database: str,
+    migrated_database: str,
 ) -> None:
-    schema.upgrade(fresh_database)
-    with psycopg.connect(fresh_database, autocommit=True) as conn:
+    with psycopg.connect(migrated_database, autocommit=True) as conn:
         conn.execute("CREATE TABLE other_log (at timestamptz NOT NULL) PARTITION BY RANGE (at)")
         conn.execute("SELECT partman.create_parent('public.other_log', 'at', 'native', '1 month')")
-    schema.downgrade(fresh_database, "base")
-    with psycopg.connect(fresh_database, autocommit=True) as conn:
+    schema.downgrade(migrated_database, "base")
+    with psycopg.connect(migrated_database, autocommit=True) as conn:
         parents = [r[0] for r in conn.execute("SELECT parent_table FROM partman.part_config")]
         assert parents == ["public.other_log"]
         assert conn.execute(
