@@ -60,7 +60,7 @@ _UNMODELLED_TABLES = text(
     SELECT c.relname
       FROM pg_class c
       JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE n.nspname = current_schema()
+     WHERE n.nspname = :schema
        AND (c.relispartition
             OR EXISTS (SELECT 1 FROM pg_depend d
                         WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
@@ -77,8 +77,11 @@ ObjectType = Literal[
 
 
 def _filters(connection: Connection) -> dict[str, Any]:
-    """``include_name``/``include_object`` hooks that leave out what the metadata does not model."""
-    unmodelled = {row[0] for row in connection.execute(_UNMODELLED_TABLES)}
+    """``include_name``/``include_object`` hooks that leave out what the metadata does not model.
+
+    The partitions are read when autogenerate first asks, inside the migration's transaction, so
+    a plain upgrade runs no extra statement."""
+    unmodelled: set[str] = set()
     version_table = context.config.get_main_option("version_table") or "alembic_version"
 
     def include_name(
@@ -87,7 +90,11 @@ def _filters(connection: Connection) -> dict[str, Any]:
         if type_ == "schema":
             return name != "partman"
         if type_ == "table":
-            return name not in unmodelled and name != version_table
+            if not unmodelled:
+                found = connection.execute(_UNMODELLED_TABLES, {"schema": SCHEMA})
+                unmodelled.update(row[0] for row in found)
+                unmodelled.add(version_table)
+            return name not in unmodelled
         return True
 
     def include_object(
