@@ -4,6 +4,11 @@ The server is, in order of preference: ``ACGS_TEST_DATABASE_URL`` (its server is
 fresh database created per test session); testcontainers when a Docker engine answers
 (``ACGS_TEST_IMAGE`` names an image with pg_partman and pg_cron); else a throwaway cluster
 started from the local PostgreSQL binaries and removed at the end.
+
+Migrations run once per session, into a template database (``template_database``); every
+migrated database a test gets is a clone of it (``CREATE DATABASE ... TEMPLATE``): the session's
+``database_url``, a module's ``module_database`` and a test's ``migrated_database``. Tests that
+need a database without the schema (or migrate it themselves) take ``fresh_database``.
 """
 
 from __future__ import annotations
@@ -48,6 +53,14 @@ class Server:
         name = f"{prefix}_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url_for(name)
+
+    def clone_database(self, template: str, prefix: str = "acgs_test") -> str:
+        """A new database copied from ``template`` (a database nobody is connected to)."""
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        source = urlsplit(template).path.lstrip("/")
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
         return self.url_for(name)
 
     def drop_database(self, url: str) -> None:
@@ -127,10 +140,42 @@ def pg_server() -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
-def database_url(pg_server: Server) -> Iterator[str]:
-    """A fresh database, migrated to head, shared by the test session."""
-    url = pg_server.create_database()
+def template_database(pg_server: Server) -> Iterator[str]:
+    """A database migrated to head once per session, which the migrated databases copy.
+
+    It refuses connections once migrated: CREATE DATABASE ... TEMPLATE fails while anyone is
+    connected to the template. pg_partman's configuration and partitions come along with the
+    copy; pg_cron's objects live in ``cron.database_name``, not here.
+    """
+    url = pg_server.create_database("acgs_template")
     schema.upgrade(url)
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+    yield url
+    pg_server.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_server: Server, template_database: str) -> Iterator[str]:
+    """A database migrated to head, shared by the test session."""
+    url = pg_server.clone_database(template_database)
+    yield url
+    pg_server.drop_database(url)
+
+
+@pytest.fixture(scope="module")
+def module_database(pg_server: Server, template_database: str) -> Iterator[str]:
+    """A database migrated to head, shared by one test module, dropped after it."""
+    url = pg_server.clone_database(template_database, "acgs_module")
+    yield url
+    pg_server.drop_database(url)
+
+
+@pytest.fixture
+def migrated_database(pg_server: Server, template_database: str) -> Iterator[str]:
+    """A database migrated to head of this test's own, dropped after it."""
+    url = pg_server.clone_database(template_database, "acgs_migrated")
     yield url
     pg_server.drop_database(url)
 

@@ -8,14 +8,12 @@ import json
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
 from psycopg import sql
 from typer.testing import CliRunner
 
-from acgs_db import schema
 from acgs_db.bench import pgbench
 from acgs_db.bench.pgbench import SCRIPTS, RunOptions, ScriptName
 from acgs_db.bench.report import LOAD, TARGETS, Row, Target
@@ -27,27 +25,15 @@ from acgs_db.resources import load_sql
 from acgs_db.settings import Settings
 from acgs_db.synthetic import Workload, decision_hash, decision_name, tenant_name
 
-if TYPE_CHECKING:
-    from conftest import Server
-
 WORKLOAD = Workload(rows=20_000, tenants=10, days=2, decisions=50)
 SETTINGS = Settings.from_env({})
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def bench_db(pg_server: Server) -> Iterator[str]:
-    """A migrated database of this module's own."""
-    url = pg_server.create_database("acgs_pgbench")
-    schema.upgrade(url)
-    yield url
-    pg_server.drop_database(url)
-
-
-@pytest.fixture(scope="module")
-async def loaded(bench_db: str) -> AsyncIterator[LoadResult]:
+async def loaded(module_database: str) -> AsyncIterator[LoadResult]:
     """The module's database, loaded by the loader (so ids follow acgs_db.synthetic)."""
-    pool = await create_pool(bench_db, min_size=1, max_size=2)
+    pool = await create_pool(module_database, min_size=1, max_size=2)
     try:
         yield await load(pool, WORKLOAD, settings=SETTINGS)
     finally:
@@ -55,14 +41,13 @@ async def loaded(bench_db: str) -> AsyncIterator[LoadResult]:
 
 
 @pytest.fixture
-def url(bench_db: str, loaded: LoadResult) -> str:
-    return bench_db
+def url(module_database: str, loaded: LoadResult) -> str:
+    return module_database
 
 
 @pytest.fixture
-def migrated_empty(fresh_database: str) -> str:
-    schema.upgrade(fresh_database)
-    return fresh_database
+def migrated_empty(migrated_database: str) -> str:
+    return migrated_database
 
 
 def _short(script: ScriptName) -> RunOptions:

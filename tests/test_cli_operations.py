@@ -13,7 +13,6 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from acgs_db import schema
 from acgs_db.devdb import free_port
 
 VIEW = "tenant_constitutional_metrics_24h"
@@ -35,11 +34,10 @@ def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def store(fresh_database: str) -> Iterator[str]:
+def store(migrated_database: str) -> Iterator[str]:
     """A migrated database of its own (its pg_cron jobs are removed afterwards)."""
-    schema.upgrade(fresh_database)
-    yield fresh_database
-    _cli(fresh_database, "schedule", "--unschedule")
+    yield migrated_database
+    _cli(migrated_database, "schedule", "--unschedule")
 
 
 # -- refresh --------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 import psycopg
@@ -24,16 +24,13 @@ import pytest
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from acgs_db import CONSTITUTIONAL_HASH, ValidationRecord, ValidationRepository, schema
+from acgs_db import CONSTITUTIONAL_HASH, ValidationRecord, ValidationRepository
 from acgs_db.loader import LoadResult, load
 from acgs_db.pool import create_pool
 from acgs_db.refresher import MetricsRefresher
 from acgs_db.resources import load_sql
 from acgs_db.settings import Settings
 from acgs_db.synthetic import Workload, decision_hash, decision_name, tenant_name
-
-if TYPE_CHECKING:
-    from conftest import Server
 
 pytestmark = pytest.mark.latency
 
@@ -45,17 +42,9 @@ P99_BOUND_S = 0.010  # seed 000: database query P99 < 10 ms
 
 
 @pytest.fixture(scope="module")
-def latency_db(pg_server: Server) -> Iterator[str]:
-    url = pg_server.create_database("acgs_latency")
-    schema.upgrade(url)
-    yield url
-    pg_server.drop_database(url)
-
-
-@pytest.fixture(scope="module")
-async def loaded(latency_db: str) -> AsyncIterator[LoadResult]:
+async def loaded(module_database: str) -> AsyncIterator[LoadResult]:
     """The data set, loaded and VACUUM (ANALYZE)d by the loader, so plans are realistic."""
-    pool = await create_pool(latency_db, min_size=1, max_size=2)
+    pool = await create_pool(module_database, min_size=1, max_size=2)
     try:
         yield await load(pool, WORKLOAD, settings=SETTINGS)
     finally:
@@ -66,9 +55,11 @@ async def loaded(latency_db: str) -> AsyncIterator[LoadResult]:
 
 
 @pytest.fixture(scope="module")
-def planner(latency_db: str, loaded: LoadResult) -> Iterator[psycopg.Connection[Any]]:
+def planner(module_database: str, loaded: LoadResult) -> Iterator[psycopg.Connection[Any]]:
     """A connection that plans prepared statements generically and inlines arguments."""
-    with psycopg.connect(latency_db, autocommit=True, cursor_factory=psycopg.ClientCursor) as conn:
+    with psycopg.connect(
+        module_database, autocommit=True, cursor_factory=psycopg.ClientCursor
+    ) as conn:
         conn.execute("SET plan_cache_mode = force_generic_plan")
         yield conn
 
@@ -250,8 +241,8 @@ async def _settle() -> None:
 
 
 @pytest.fixture(scope="module")
-async def counted(latency_db: str, loaded: LoadResult) -> AsyncIterator[Counted]:
-    pool = await create_pool(latency_db, min_size=1, max_size=1)
+async def counted(module_database: str, loaded: LoadResult) -> AsyncIterator[Counted]:
+    pool = await create_pool(module_database, min_size=1, max_size=1)
     counted = Counted(pool)
     await counted.start()
     try:

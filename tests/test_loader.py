@@ -11,22 +11,18 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, LiteralString
+from typing import Any, LiteralString
 
 import asyncpg
 import psycopg
 import pytest
 
-from acgs_db import schema
 from acgs_db.errors import ConfigurationError, SchemaNotReadyError
 from acgs_db.loader import PROGRESS_EVERY, LoadResult, check_workload, load
 from acgs_db.pool import create_pool
 from acgs_db.repository import ValidationRepository
 from acgs_db.settings import Settings
 from acgs_db.synthetic import Workload, decision_hash, decision_name, tenant_name
-
-if TYPE_CHECKING:
-    from conftest import Server
 
 WORKLOAD = Workload(rows=30_000, tenants=7, days=3, decisions=40)
 SETTINGS = Settings.from_env({})
@@ -41,17 +37,9 @@ class Loaded:
 
 
 @pytest.fixture(scope="module")
-def loader_db(pg_server: Server) -> Iterator[str]:
-    url = pg_server.create_database("acgs_loader")
-    schema.upgrade(url)
-    yield url
-    pg_server.drop_database(url)
-
-
-@pytest.fixture(scope="module")
-async def loaded(loader_db: str) -> AsyncIterator[Loaded]:
+async def loaded(module_database: str) -> AsyncIterator[Loaded]:
     """WORKLOAD loaded in chunks of 7000 rows (so several COPY transactions)."""
-    pool = await create_pool(loader_db, min_size=1, max_size=2)
+    pool = await create_pool(module_database, min_size=1, max_size=2)
     progress: list[int] = []
     phases: list[str] = []
     try:
@@ -65,7 +53,7 @@ async def loaded(loader_db: str) -> AsyncIterator[Loaded]:
         )
     finally:
         await pool.close()
-    yield Loaded(loader_db, result, progress, phases)
+    yield Loaded(module_database, result, progress, phases)
 
 
 @pytest.fixture
@@ -245,13 +233,12 @@ def _acgs_db(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_load_command_writes_in_one_transaction_and_reports_rows_per_second(
-    fresh_database: str, tmp_path: Path
+    migrated_database: str, tmp_path: Path
 ) -> None:
-    schema.upgrade(fresh_database)
     out = tmp_path / "load.json"
     args = ["--rows", "3000", "--tenants", "3", "--decisions", "10", "--days", "2"]
     done = _acgs_db(
-        fresh_database, "load", *args, "--commit-every", "0", "--no-vacuum", "--json", str(out)
+        migrated_database, "load", *args, "--commit-every", "0", "--no-vacuum", "--json", str(out)
     )
     assert done.returncode == 0, done.stderr
     assert "wrote 3,000 validations" in done.stdout and "rows/s" in done.stdout
@@ -261,7 +248,7 @@ def test_the_load_command_writes_in_one_transaction_and_reports_rows_per_second(
     assert (data["rows"], data["tenants"], data["decisions"]) == (3000, 3, 10)
     assert data["commit_every"] is None and data["vacuumed"] is False
     assert data["cache_entries"] == 30 and data["rows_per_second"] > 0
-    with psycopg.connect(fresh_database, autocommit=True) as conn:
+    with psycopg.connect(migrated_database, autocommit=True) as conn:
         assert _one(conn, "SELECT count(*) FROM constitutional_validations") == 3000
         # ANALYZE (without VACUUM) still gives the planner the parent's statistics.
         assert _one(

@@ -73,18 +73,18 @@ async def test_refresher_counts_failures(database_url: str) -> None:
         await broken.close()
 
 
-async def test_a_refresh_that_cannot_read_the_fold_lag_still_counts(fresh_database: str) -> None:
+async def test_a_refresh_that_cannot_read_the_fold_lag_still_counts(
+    migrated_database: str,
+) -> None:
     import uuid
 
     import psycopg
 
-    from acgs_db import schema
     from acgs_db.pool import create_pool
 
-    schema.upgrade(fresh_database)
     settings = Settings.from_env({})
     login = f"lagless_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(fresh_database, autocommit=True) as conn:
+    with psycopg.connect(migrated_database, autocommit=True) as conn:
         login_url = create_login(conn, login, settings.refresher_role)
         conn.execute(
             f'REVOKE EXECUTE ON FUNCTION rollup_fold_lag() FROM "{settings.refresher_role}"'
@@ -100,6 +100,6 @@ async def test_a_refresh_that_cannot_read_the_fold_lag_still_counts(fresh_databa
         finally:
             await pool.close()
     finally:
-        with psycopg.connect(fresh_database, autocommit=True) as conn:
+        with psycopg.connect(migrated_database, autocommit=True) as conn:
             conn.execute(f'DROP OWNED BY "{login}"')
             conn.execute(f'DROP ROLE "{login}"')

@@ -1,4 +1,9 @@
-"""Alembic migrations: the round trip, offline rendering, and the missing-extension message."""
+"""Alembic migrations: the round trips, offline rendering, and the missing-extension message.
+
+The round trips compare definitions read from the catalog (tests/catalog.py: columns,
+constraints, index definitions, function bodies, view queries, triggers, policies, grants,
+pg_partman's configuration), so a downgrade that restores a wrong body or grant fails.
+"""
 
 from __future__ import annotations
 
@@ -7,63 +12,86 @@ import sys
 
 import psycopg
 import pytest
+from alembic.script import ScriptDirectory
+from catalog import definitions, difference
 
 from acgs_db import schema
 from acgs_db.resources import alembic_ini
 
 
-def _objects(url: str) -> dict[str, list[str]]:
-    with psycopg.connect(url) as conn:
-        return {
-            "relations": [
-                r[0]
-                for r in conn.execute(
-                    "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                    " WHERE nspname IN ('public', 'partman') AND relname <> 'alembic_version'"
-                    " AND relname NOT LIKE 'alembic_version%' ORDER BY 1"
-                ).fetchall()
-            ],
-            "functions": [
-                r[0]
-                for r in conn.execute(
-                    "SELECT proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
-                    " WHERE nspname IN ('public', 'partman') ORDER BY 1"
-                ).fetchall()
-            ],
-            "extensions": [
-                r[0]
-                for r in conn.execute(
-                    "SELECT extname FROM pg_extension WHERE extname <> 'plpgsql'"
-                ).fetchall()
-            ],
-        }
+def _revisions() -> list[str]:
+    """Every revision, oldest first."""
+    scripts = ScriptDirectory.from_config(schema.alembic_config())
+    return [s.revision for s in reversed(list(scripts.walk_revisions()))]
+
+
+def _schema(url: str) -> dict[str, list[str]]:
+    """The catalog's definitions, without Alembic's version table (a downgrade to base keeps it)."""
+    return {
+        kind: [line for line in lines if "alembic_version" not in line]
+        for kind, lines in definitions(url).items()
+    }
+
+
+def _same(expected: dict[str, list[str]], found: dict[str, list[str]], step: str) -> None:
+    assert found == expected, f"{step} changed these definitions:\n{difference(expected, found)}"
 
 
 def test_upgrade_downgrade_upgrade_round_trip(fresh_database: str) -> None:
+    empty = _schema(fresh_database)
     schema.upgrade(fresh_database)
-    created = _objects(fresh_database)
-    assert "constitutional_validations" in created["relations"]
-    assert "pg_partman" in created["extensions"]
+    created = _schema(fresh_database)
+    assert "CREATE TRIGGER constitutional_validations_rollup_insert" in "".join(created["triggers"])
+    assert any(line.startswith("pg_partman ") for line in created["extensions"])
+    assert len(created["policies"]) == 6 and len(created["functions"]) >= 10
 
     schema.downgrade(fresh_database, "base")
-    assert _objects(fresh_database) == {"relations": [], "functions": [], "extensions": []}
+    _same(empty, _schema(fresh_database), "upgrade head, downgrade base")
 
     schema.upgrade(fresh_database)
-    assert _objects(fresh_database) == created
+    _same(created, _schema(fresh_database), "downgrade base, upgrade head")
     with psycopg.connect(fresh_database) as conn:
         rows = conn.execute("SELECT count(*) FROM partman.part_config").fetchone()
         assert rows == (1,)
 
 
-def test_downgrade_removes_partman_configuration_but_keeps_other_users(
+def test_every_revision_downgrades_to_its_predecessor_and_upgrades_again(
     fresh_database: str,
 ) -> None:
-    schema.upgrade(fresh_database)
-    with psycopg.connect(fresh_database, autocommit=True) as conn:
+    previous, before = "base", _schema(fresh_database)
+    for revision in _revisions():
+        schema.upgrade(fresh_database, revision)
+        made = _schema(fresh_database)
+        assert made != before, f"{revision} changed nothing"
+        schema.downgrade(fresh_database, previous)
+        _same(before, _schema(fresh_database), f"downgrade {revision} -> {previous}")
+        schema.upgrade(fresh_database, revision)
+        _same(made, _schema(fresh_database), f"upgrade {previous} -> {revision} again")
+        previous, before = revision, made
+
+
+def test_the_definitions_see_a_changed_function_body(migrated_database: str) -> None:
+    before = _schema(migrated_database)
+    with psycopg.connect(migrated_database, autocommit=True) as conn:
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION rollup_width() RETURNS interval"
+            " LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN interval '2 hours'"
+        )
+        conn.execute("REVOKE SELECT ON validation_rollup FROM acgs_reader")
+    changed = difference(before, _schema(migrated_database))
+    assert "functions: + CREATE OR REPLACE FUNCTION public.rollup_width()" in changed
+    assert "'02:00:00'::interval" in changed
+    assert "relations: - validation_rollup " in changed and "acgs_reader=r/" in changed
+
+
+def test_downgrade_removes_partman_configuration_but_keeps_other_users(
+    migrated_database: str,
+) -> None:
+    with psycopg.connect(migrated_database, autocommit=True) as conn:
         conn.execute("CREATE TABLE other_log (at timestamptz NOT NULL) PARTITION BY RANGE (at)")
         conn.execute("SELECT partman.create_parent('public.other_log', 'at', 'native', '1 month')")
-    schema.downgrade(fresh_database, "base")
-    with psycopg.connect(fresh_database, autocommit=True) as conn:
+    schema.downgrade(migrated_database, "base")
+    with psycopg.connect(migrated_database, autocommit=True) as conn:
         parents = [r[0] for r in conn.execute("SELECT parent_table FROM partman.part_config")]
         assert parents == ["public.other_log"]
         assert conn.execute(

@@ -25,10 +25,9 @@ VIOLATION = "updated partition constraint for default partition"
 
 
 @pytest.fixture
-def store(fresh_database: str) -> str:
+def store(migrated_database: str) -> str:
     """A database of its own, migrated to head."""
-    schema.upgrade(fresh_database)
-    return fresh_database
+    return migrated_database
 
 
 @pytest.fixture

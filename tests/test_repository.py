@@ -324,12 +324,12 @@ async def test_a_tenant_missing_from_the_view_gets_realtime_figures(
     assert metrics.total_validations == 1 and metrics.constitutional_violations == 1
 
 
-async def test_an_unpopulated_view_falls_back_to_realtime(fresh_database: str, tenant: str) -> None:
-    from acgs_db import schema
+async def test_an_unpopulated_view_falls_back_to_realtime(
+    migrated_database: str, tenant: str
+) -> None:
     from acgs_db.pool import create_pool
 
-    schema.upgrade(fresh_database)
-    p = await create_pool(fresh_database, min_size=1, max_size=2)
+    p = await create_pool(migrated_database, min_size=1, max_size=2)
     try:
         await p.execute("REFRESH MATERIALIZED VIEW tenant_constitutional_metrics_24h WITH NO DATA")
         repo = ValidationRepository(p, Settings.from_env({}))

@@ -4,7 +4,6 @@ the seed's SQL evaluated on the raw rows, whatever the writes, the late rows and
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -14,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.sql import SQL
 
-from acgs_db import schema
 from acgs_db.resources import load_sql
 
 SEED_SQL = load_sql("schema/seed_metrics_24h")
@@ -47,12 +45,9 @@ SELECT count(*) FROM ((TABLE kept EXCEPT TABLE raw) UNION ALL (TABLE raw EXCEPT 
 
 
 @pytest.fixture(scope="module")
-def rollup_db(pg_server) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def rollup_db(module_database: str) -> str:
     """A database of its own: these tests empty the tables between examples."""
-    url = pg_server.create_database("acgs_rollup")
-    schema.upgrade(url)
-    yield url
-    pg_server.drop_database(url)
+    return module_database
 
 
 def _reset(conn: psycopg.Connection) -> None:
@@ -282,9 +277,8 @@ def test_a_fold_that_rolls_back_leaves_its_deltas_for_the_next(rollup_db: str) -
         assert _invariant_holds(conn)
 
 
-def test_buckets_of_partitions_dropped_by_retention_go_with_them(fresh_database: str) -> None:
-    schema.upgrade(fresh_database)
-    with psycopg.connect(fresh_database, autocommit=True) as conn:
+def test_buckets_of_partitions_dropped_by_retention_go_with_them(migrated_database: str) -> None:
+    with psycopg.connect(migrated_database, autocommit=True) as conn:
         oldest = conn.execute(
             """
             SELECT min(i.child_start_time)
@@ -315,10 +309,9 @@ def test_buckets_of_partitions_dropped_by_retention_go_with_them(fresh_database:
 
 
 def test_old_rows_waiting_in_the_default_partition_keep_their_buckets(
-    fresh_database: str,
+    migrated_database: str,
 ) -> None:
-    schema.upgrade(fresh_database)
-    with psycopg.connect(fresh_database, autocommit=True) as conn:
+    with psycopg.connect(migrated_database, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO constitutional_validations (tenant_id, decision_id, compliance_score,"
             " created_at) VALUES ('ancient', 'd', 0.5, '2001-02-03T04:05:06Z')"

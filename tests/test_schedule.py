@@ -9,7 +9,6 @@ import psycopg
 import pytest
 from conftest import Server
 
-from acgs_db import schema
 from acgs_db.errors import ConfigurationError, SchemaNotReadyError
 from acgs_db.schedule import (
     CronJob,
@@ -31,11 +30,10 @@ def _dbname(url: str) -> str:
 
 
 @pytest.fixture
-def store(fresh_database: str) -> Iterator[str]:
+def store(migrated_database: str) -> Iterator[str]:
     """A migrated database of its own; its jobs are removed afterwards, whatever happens."""
-    schema.upgrade(fresh_database)
-    yield fresh_database
-    unschedule(fresh_database, _settings())
+    yield migrated_database
+    unschedule(migrated_database, _settings())
 
 
 @pytest.fixture
@@ -104,11 +102,10 @@ def test_the_refresh_schedule_defaults_to_the_refresh_interval(store: str) -> No
 
 
 def test_two_databases_on_one_server_keep_their_own_jobs(
-    store: str, pg_server: Server, cron_db: psycopg.Connection
+    store: str, pg_server: Server, template_database: str, cron_db: psycopg.Connection
 ) -> None:
-    other = pg_server.create_database()
+    other = pg_server.clone_database(template_database)
     try:
-        schema.upgrade(other)
         mine = schedule(store, _settings())
         theirs = schedule(other, _settings())
         assert {j.jobid for j in mine}.isdisjoint({j.jobid for j in theirs})

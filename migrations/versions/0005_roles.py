@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from alembic import op
 
+from acgs_db.resources import load_sql
 from acgs_db.settings import Settings
 
 revision = "0005_roles"
@@ -111,24 +112,7 @@ def upgrade() -> None:
         WHERE tenant_id = current_setting('acgs.tenant_id', true)
         """
     )
-    op.execute(
-        """
-        CREATE FUNCTION current_tenant_metrics_24h()
-        RETURNS SETOF tenant_metrics_24h_current
-        LANGUAGE plpgsql STABLE SECURITY DEFINER
-        SET search_path FROM CURRENT
-        AS $fn$
-        BEGIN
-            RETURN QUERY
-            SELECT m.tenant_id::varchar(50), m.constitutional_hash::varchar(20),
-                   m.avg_compliance_score, m.total_validations, m.failed_validations,
-                   m.avg_processing_time_ms, m.p95_processing_time_ms,
-                   m.p99_processing_time_ms, m.constitutional_violations, m.last_updated
-            FROM tenant_metrics_24h(current_setting('acgs.tenant_id', true)) AS m;
-        END
-        $fn$
-        """
-    )
+    op.execute(load_sql("schema/current_tenant_metrics_v1"))
     op.execute("REVOKE ALL ON FUNCTION current_tenant_metrics_24h() FROM PUBLIC")
     op.execute(f"GRANT SELECT ON tenant_metrics_24h_current TO {t}, {w}, {r}")
     op.execute(f"GRANT EXECUTE ON FUNCTION current_tenant_metrics_24h() TO {t}, {w}, {r}")

@@ -98,7 +98,7 @@ def upgrade() -> None:
         """
         CREATE TABLE tenant_logins (
             login_oid oid PRIMARY KEY,
-            login name NOT NULL,
+            login text NOT NULL,
             tenant_id varchar(50) NOT NULL
                 CONSTRAINT tenant_logins_tenant_id_check CHECK (tenant_id <> ''),
             bound_at timestamptz NOT NULL DEFAULT now()
@@ -162,7 +162,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     s = Settings.from_env()
     owner, schema = _q(s.owner_role), _q(s.schema)
-    t = _q(s.tenant_role)
+    w, r, t = _q(s.writer_role), _q(s.reader_role), _q(s.tenant_role)
     # Ownership goes back to the role that downgrades (the one that migrated, in practice).
     op.execute(
         f"""
@@ -215,6 +215,9 @@ def downgrade() -> None:
     op.execute(load_sql("schema/refresh_function_v2"))
     op.execute(load_sql("schema/partition_statistics_v1"))
     op.execute("REVOKE ALL ON FUNCTION tenant_metrics_24h(varchar) FROM PUBLIC")
+    op.execute(
+        f"REVOKE ALL ON FUNCTION rollup_width(), rollup_bucket(timestamptz) FROM {w}, {r}"
+    )
     op.execute("GRANT EXECUTE ON FUNCTION rollup_width(), rollup_bucket(timestamptz) TO PUBLIC")
     op.execute("DROP FUNCTION acgs_own_store(regrole)")
     op.execute("DROP FUNCTION acgs_session_tenant()")
