@@ -215,9 +215,7 @@ def downgrade() -> None:
     op.execute(load_sql("schema/refresh_function_v2"))
     op.execute(load_sql("schema/partition_statistics_v1"))
     op.execute("REVOKE ALL ON FUNCTION tenant_metrics_24h(varchar) FROM PUBLIC")
-    op.execute(
-        f"REVOKE ALL ON FUNCTION rollup_width(), rollup_bucket(timestamptz) FROM {w}, {r}"
-    )
+    op.execute(f"REVOKE ALL ON FUNCTION rollup_width(), rollup_bucket(timestamptz) FROM {w}, {r}")
     op.execute("GRANT EXECUTE ON FUNCTION rollup_width(), rollup_bucket(timestamptz) TO PUBLIC")
     op.execute("DROP FUNCTION acgs_own_store(regrole)")
     op.execute("DROP FUNCTION acgs_session_tenant()")
