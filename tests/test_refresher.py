@@ -21,14 +21,13 @@ from acgs_db.pool import create_pool
 from acgs_db.refresher import MetricsRefresher
 from acgs_db.settings import Settings
 
-# Backends of this database holding the refresh's advisory lock (the key of
-# refresh_tenant_metrics_24h(); pg_locks splits a bigint key into classid and objid).
+# Backends holding the refresh's lock: the row 'refresh' of acgs_exclusive (migration 0007),
+# locked FOR UPDATE, which holds ROW SHARE on the table until the transaction ends (the fold's
+# row is locked by the same transaction).
 REFRESH_LOCK_HOLDERS = """
     SELECT pid FROM pg_locks
-    WHERE locktype = 'advisory' AND granted AND objsubid = 1
-      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-      AND ((classid::bigint << 32) | objid::bigint)
-          = hashtextextended('acgs_db.refresh:' || current_schema(), 0)
+    WHERE locktype = 'relation' AND granted AND mode = 'RowShareLock'
+      AND relation = 'acgs_exclusive'::regclass
 """
 VIEW_ROW = """
     SELECT total_validations, failed_validations, constitutional_violations,
@@ -52,7 +51,7 @@ async def _lock_holders(pool: asyncpg.Pool) -> list[int]:
 @contextmanager
 def _view_locked(url: str) -> Iterator[psycopg.Connection]:
     """An open transaction that ANALYZEd the view: its lock (SHARE UPDATE EXCLUSIVE) makes a
-    refresh wait, holding the refresh's advisory lock, until the transaction ends."""
+    refresh wait, holding the refresh's lock, until the transaction ends."""
     with psycopg.connect(url) as conn:
         conn.execute("ANALYZE tenant_constitutional_metrics_24h")
         try:
@@ -151,14 +150,15 @@ async def test_stop_during_a_refresh_cancels_it_and_leaves_no_lock_held(
         assert time.monotonic() - started < 5
         assert task.done() and refresher.status.running is False
         assert refresher.status.failures == 0 and refresher.status.refreshes == 0
-        # the server rolled the refresh back: no advisory lock, nothing waiting on the view
+        # the server rolled the refresh back: no refresh lock, nothing waiting on the view
         await until(lambda: _nothing_held_by(pool, holder))
     assert (await refresher.refresh_once()).refreshed is True  # the pool is fine too
 
 
 async def _nothing_held_by(pool: asyncpg.Pool, pid: int) -> bool:
     locks = await pool.fetchval(
-        "SELECT count(*) FROM pg_locks WHERE pid = $1 AND (locktype = 'advisory' OR NOT granted)",
+        "SELECT count(*) FROM pg_locks WHERE pid = $1"
+        " AND (relation = 'acgs_exclusive'::regclass OR NOT granted)",
         pid,
     )
     return bool(locks == 0 and await _lock_holders(pool) == [])
