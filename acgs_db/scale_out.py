@@ -185,6 +185,7 @@ STATEMENTS: Final[dict[str, Statement]] = {
         "pg_prepared_xacts and ingest_batches (local) on the coordinator",
     ),
     "max_prepared_transactions": Statement(Routing.NO_DISTRIBUTED_TABLE, "a server setting"),
+    "current_schema": Statement(Routing.NO_DISTRIBUTED_TABLE, "the session's current schema"),
     "session_tenant": Statement(
         Routing.NO_DISTRIBUTED_TABLE, "acgs_session_tenant() reads tenant_logins (reference)"
     ),
