@@ -154,11 +154,14 @@ class PgBouncer:
         self.stop()
         raise ConfigurationError(f"pgbouncer did not listen within {_START_TIMEOUT_S:.0f} s")
 
-    def log_tail(self, lines: int = 20) -> str:
+    def log_text(self) -> str:
+        """What PgBouncer logged so far (connections, logins, errors)."""
         if self.folder is None or not (self.folder / "pgbouncer.log").exists():
             return ""
-        text = (self.folder / "pgbouncer.log").read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
+        return (self.folder / "pgbouncer.log").read_text(errors="replace")
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
 
     def stop(self) -> None:
         """Stop PgBouncer (closing every client and server connection) and remove its folder."""

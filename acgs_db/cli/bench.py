@@ -267,6 +267,14 @@ def pgbench_command(
     decisions: Annotated[
         int | None, typer.Option(help="Decisions per tenant (default: learnt from the ids).")
     ] = None,
+    through_pgbouncer: Annotated[
+        bool,
+        typer.Option(
+            "--through-pgbouncer",
+            help="Run the script directly, then through a PgBouncer (transaction pooling) of "
+            "its own; both with -M extended; print both and the ratio.",
+        ),
+    ] = False,
     json_out: JsonOption = None,
 ) -> None:
     """Run pgbench (-M prepared) with a project script; print TPS, p50/p95/p99/max, failures.
@@ -289,6 +297,9 @@ def pgbench_command(
     options.check()
     settings = _settings()
     url = database_url(settings)
+    if through_pgbouncer:
+        _pgbouncer_hop(url, options, settings, tenants, decisions, json_out)
+        return
     prepared = prepare_run(url, options, settings=settings, tenants=tenants, decisions=decisions)
     progress, task = _timed_progress(f"pgbench {script.value}", duration)
     with progress:
@@ -296,6 +307,46 @@ def pgbench_command(
             on_tick=lambda elapsed: progress.update(task, completed=min(elapsed, duration))
         ).to_json()
     console.print(_run_table(result))
+    _write_json(json_out, result)
+
+
+def _pgbouncer_hop(
+    url: str,
+    options: Any,
+    settings: Settings,
+    tenants: int | None,
+    decisions: int | None,
+    json_out: Path | None,
+) -> None:
+    """``bench pgbench --through-pgbouncer``: the same script directly and through PgBouncer."""
+    from acgs_db.bench.pooler_hop import run_hop
+
+    progress = _elapsed_progress()
+    tasks = {
+        label: progress.add_task(f"pgbench {options.script.value} {label}", total=options.duration)
+        for label in ("direct", "pgbouncer")
+    }
+    with progress:
+        hop = run_hop(
+            url,
+            options,
+            settings=settings,
+            tenants=tenants,
+            decisions=decisions,
+            on_tick=lambda label, elapsed: progress.update(
+                tasks[label], completed=min(elapsed, options.duration)
+            ),
+        )
+    result = hop.to_json()
+    for label in ("direct", "pgbouncer"):
+        table = _run_table(result[label])
+        table.title = f"{table.title} ({label}, -M extended)"
+        console.print(table)
+    console.print(
+        f"through {result['pgbouncer_version']} (transaction pooling): TPS ratio "
+        f"{result['tps_ratio']:.3f}, p50 ratio {result['p50_ratio']}, p99 ratio "
+        f"{result['p99_ratio']}"
+    )
     _write_json(json_out, result)
 
 
