@@ -35,6 +35,5 @@ async def checked_schema(
         raise ConfigurationError(
             f"through the connection pooler, names resolve to schema {current!r}, not "
             f"{schema!r} (ACGS_SCHEMA): PgBouncer forwards no search_path, so make it the "
-            f"login's default (ALTER ROLE <login> SET search_path = {schema}) or use the "
-            "pooler's connect_query"
+            f"login's default (ALTER ROLE <login> SET search_path = {schema})"
         )

@@ -48,20 +48,23 @@ async def loaded(hop_db: str) -> AsyncIterator[LoadResult]:
 def test_both_runs_do_their_work_and_the_second_goes_through_pgbouncer(
     hop_db: str, loaded: LoadResult
 ) -> None:
-    options = RunOptions(script=ScriptName.HISTORY, clients=2, threads=1, duration=2)
-    hop = run_hop(hop_db, options, settings=SETTINGS)
-    for run in (hop.direct, hop.pooled):
+    options = RunOptions(script=ScriptName.HISTORY, clients=2, threads=1, duration=1)
+    hop = run_hop(hop_db, options, settings=SETTINGS, rounds=2)
+    assert len(hop.direct) == len(hop.pooled) == 2
+    for run in (*hop.direct, *hop.pooled):
         assert run.log.transactions > 0
         assert run.log.failures == 0
         assert run.options.protocol == "extended"
-    assert hop.pooled_logins >= options.clients  # pgbench's clients logged in to PgBouncer
+    assert hop.pooled_logins >= 2 * options.clients  # pgbench's clients, each pooled round
     data = hop.to_json()
     assert data["pgbouncer_version"].startswith("PgBouncer ")
-    assert data["tps_ratio"] > 0
-    assert data["direct"]["query_mode"] == data["pgbouncer"]["query_mode"] == "extended"
+    assert data["rounds"] == 2
+    assert data["ratio"]["tps"] > 0 and data["ratio"]["p50"] > 0
+    assert data["median"]["direct"]["tps"] == hop.median("direct", "tps")
+    assert {r["query_mode"] for r in data["direct"] + data["pgbouncer"]} == {"extended"}
 
 
-def test_the_command_prints_both_runs_and_the_ratio(
+def test_the_command_prints_every_round_and_the_ratio(
     hop_db: str, loaded: LoadResult, tmp_path: Path
 ) -> None:
     out = tmp_path / "hop.json"
@@ -72,9 +75,8 @@ def test_the_command_prints_both_runs_and_the_ratio(
         env={"ACGS_DATABASE_URL": hop_db, "COLUMNS": "200"},
     )
     assert result.exit_code == 0, result.output
-    assert "(direct, -M" in result.output  # rich wraps titles at the table's width
-    assert "(pgbouncer, -M" in result.output
+    assert "median" in result.output
     assert "TPS ratio" in result.output
     data = json.loads(out.read_text())
-    assert data["kind"] == "pgbench-pgbouncer-hop"
-    assert data["pgbouncer"]["transactions"] > 0 and data["direct"]["transactions"] > 0
+    assert data["kind"] == "pgbench-pgbouncer-hop" and data["rounds"] == 3
+    assert all(run["transactions"] > 0 for run in data["direct"] + data["pgbouncer"])

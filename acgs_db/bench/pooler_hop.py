@@ -10,6 +10,7 @@ connections as pgbench has clients (the pool is not what is measured), the schem
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -25,31 +26,54 @@ PROTOCOL = "extended"
 
 @dataclass(frozen=True, slots=True)
 class HopResult:
-    """The two runs of one script, and PgBouncer's version."""
+    """Alternating runs of one script, directly and through PgBouncer, and PgBouncer's version.
 
-    direct: RunResult
-    pooled: RunResult
+    Rounds alternate (direct, PgBouncer, direct, ...) so that a machine whose load drifts
+    during the measurement weighs on both sides alike; the figures compared are the medians."""
+
+    direct: list[RunResult]
+    pooled: list[RunResult]
     pgbouncer_version: str
     pooled_logins: int
-    """Client logins PgBouncer saw during the pooled run (pgbench's clients)."""
+    """Client logins PgBouncer saw during the pooled runs (pgbench's clients, every round)."""
+
+    @staticmethod
+    def _median(runs: list[RunResult], figure: str) -> float | None:
+        values = []
+        for run in runs:
+            latency = run.latency_ms
+            value = run.tps if figure == "tps" else getattr(latency, figure, None)
+            if value is not None:
+                values.append(float(value))
+        return statistics.median(values) if values else None
+
+    def median(self, side: str, figure: str) -> float | None:
+        """Median ``tps`` or latency ``p50``/``p99``/``min`` (ms) of one side's rounds."""
+        return self._median(self.direct if side == "direct" else self.pooled, figure)
+
+    def ratio(self, figure: str) -> float | None:
+        """PgBouncer's median over the direct median (TPS below 1, latency above 1: the hop)."""
+        direct, pooled = self.median("direct", figure), self.median("pgbouncer", figure)
+        return round(pooled / direct, 3) if direct and pooled is not None else None
 
     @property
     def tps_ratio(self) -> float:
-        """Pooled TPS over direct TPS (below 1: the hop's cost)."""
-        return self.pooled.tps / self.direct.tps if self.direct.tps else 0.0
+        return self.ratio("tps") or 0.0
 
     def to_json(self) -> dict[str, Any]:
         """The JSON ``acgs-db bench pgbench --through-pgbouncer --json`` writes."""
-        direct, pooled = self.direct.latency_ms, self.pooled.latency_ms
+        figures = ("tps", "p50", "p99", "min")
         return {
             "kind": "pgbench-pgbouncer-hop",
-            "direct": self.direct.to_json(),
-            "pgbouncer": self.pooled.to_json(),
+            "rounds": len(self.direct),
+            "direct": [run.to_json() for run in self.direct],
+            "pgbouncer": [run.to_json() for run in self.pooled],
+            "median": {
+                side: {f: self.median(side, f) for f in figures} for side in ("direct", "pgbouncer")
+            },
+            "ratio": {f: self.ratio(f) for f in figures},
             "pgbouncer_version": self.pgbouncer_version,
             "pool_mode": "transaction",
-            "tps_ratio": round(self.tps_ratio, 3),
-            "p50_ratio": round(pooled.p50 / direct.p50, 3) if direct and pooled else None,
-            "p99_ratio": round(pooled.p99 / direct.p99, 3) if direct and pooled else None,
         }
 
 
@@ -67,9 +91,13 @@ def run_hop(
     settings: Settings | None = None,
     tenants: int | None = None,
     decisions: int | None = None,
+    rounds: int = 3,
     on_tick: Callable[[str, float], None] | None = None,
 ) -> HopResult:
-    """Run ``options.script`` directly, then through a PgBouncer of its own, same data."""
+    """Run ``options.script`` ``rounds`` times directly and as many through a PgBouncer of its
+    own, alternating, on the same data."""
+    if rounds < 1:
+        raise ValueError("rounds must be at least 1")
     settings = settings or Settings.from_env()
     options = replace(options, protocol=PROTOCOL)
     prepared = prepare_run(url, options, settings=settings, tenants=tenants, decisions=decisions)
@@ -82,7 +110,8 @@ def run_hop(
             return None
         return lambda elapsed: on_tick(label, elapsed)
 
-    direct = prepared.execute(on_tick=ticker("direct"))
+    direct: list[RunResult] = []
+    pooled: list[RunResult] = []
     with PgBouncer(
         url,
         logins={login: password},
@@ -90,6 +119,9 @@ def run_hop(
         schema=settings.schema,
         ignore_startup_parameters=("options",),  # pgbench's PGOPTIONS search_path
     ) as bouncer:
-        pooled = replace(prepared, url=bouncer.url_for(url)).execute(on_tick=ticker("pgbouncer"))
+        through = replace(prepared, url=bouncer.url_for(url))
+        for round_no in range(1, rounds + 1):
+            direct.append(prepared.execute(on_tick=ticker(f"direct {round_no}")))
+            pooled.append(through.execute(on_tick=ticker(f"pgbouncer {round_no}")))
         logins = bouncer.log_text().count("login attempt")
     return HopResult(direct, pooled, pgbouncer_version(), logins)

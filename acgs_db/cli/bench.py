@@ -271,8 +271,8 @@ def pgbench_command(
         bool,
         typer.Option(
             "--through-pgbouncer",
-            help="Run the script directly, then through a PgBouncer (transaction pooling) of "
-            "its own; both with -M extended; print both and the ratio.",
+            help="Run the script directly and through a PgBouncer (transaction pooling) of "
+            "its own, three alternating rounds each, -M extended; print both and the ratio.",
         ),
     ] = False,
     json_out: JsonOption = None,
@@ -318,14 +318,12 @@ def _pgbouncer_hop(
     decisions: int | None,
     json_out: Path | None,
 ) -> None:
-    """``bench pgbench --through-pgbouncer``: the same script directly and through PgBouncer."""
+    """``bench pgbench --through-pgbouncer``: the same script directly and through PgBouncer,
+    three alternating rounds each."""
     from acgs_db.bench.pooler_hop import run_hop
 
     progress = _elapsed_progress()
-    tasks = {
-        label: progress.add_task(f"pgbench {options.script.value} {label}", total=options.duration)
-        for label in ("direct", "pgbouncer")
-    }
+    task = progress.add_task(f"pgbench {options.script.value}", total=options.duration)
     with progress:
         hop = run_hop(
             url,
@@ -334,18 +332,54 @@ def _pgbouncer_hop(
             tenants=tenants,
             decisions=decisions,
             on_tick=lambda label, elapsed: progress.update(
-                tasks[label], completed=min(elapsed, options.duration)
+                task,
+                description=f"pgbench {options.script.value} {label}",
+                completed=min(elapsed, options.duration),
             ),
         )
     result = hop.to_json()
-    for label in ("direct", "pgbouncer"):
-        table = _run_table(result[label])
-        table.title = f"{table.title} ({label}, -M extended)"
-        console.print(table)
+    table = Table(
+        title=(
+            f"pgbench {options.script.value}: {options.clients} clients, {options.threads} "
+            f"threads, {options.duration} s per run, -M extended; directly and through "
+            f"{result['pgbouncer_version']} (transaction pooling)"
+        )
+    )
+    for name in (
+        "round",
+        "direct TPS",
+        "pgbouncer TPS",
+        "direct p50/p99 ms",
+        "pgbouncer p50/p99 ms",
+    ):
+        table.add_column(name, justify="left" if name == "round" else "right")
+
+    def latency(run: dict[str, Any]) -> str:
+        figures = run["latency_ms"] or {}
+        return f"{_ms(figures.get('p50'))} / {_ms(figures.get('p99'))}"
+
+    for number, (direct, pooled) in enumerate(
+        zip(result["direct"], result["pgbouncer"], strict=True), start=1
+    ):
+        table.add_row(
+            str(number),
+            f"{direct['tps']:,.1f}",
+            f"{pooled['tps']:,.1f}",
+            latency(direct),
+            latency(pooled),
+        )
+    median, ratio = result["median"], result["ratio"]
+    table.add_row(
+        "median",
+        f"{median['direct']['tps']:,.1f}",
+        f"{median['pgbouncer']['tps']:,.1f}",
+        f"{_ms(median['direct']['p50'])} / {_ms(median['direct']['p99'])}",
+        f"{_ms(median['pgbouncer']['p50'])} / {_ms(median['pgbouncer']['p99'])}",
+    )
+    console.print(table)
     console.print(
-        f"through {result['pgbouncer_version']} (transaction pooling): TPS ratio "
-        f"{result['tps_ratio']:.3f}, p50 ratio {result['p50_ratio']}, p99 ratio "
-        f"{result['p99_ratio']}"
+        f"PgBouncer over direct (medians): TPS ratio {ratio['tps']}, p50 ratio {ratio['p50']}, "
+        f"p99 ratio {ratio['p99']}, fastest transaction ratio {ratio['min']}"
     )
     _write_json(json_out, result)
 
