@@ -277,8 +277,9 @@ def test_every_unique_key_of_a_distributed_table_holds_tenant_id(conn: Conn) -> 
 def test_a_unique_index_without_tenant_id_is_caught(conn: Conn) -> None:
     with pytest.raises(_Rollback), conn.transaction():
         conn.execute(
+            # WHERE false: built whatever rows other tests left (Citus refuses it all the same)
             "CREATE UNIQUE INDEX scale_out_bad ON decision_validation_cache (decision_hash)"
-            " INCLUDE (tenant_id)"
+            " INCLUDE (tenant_id) WHERE false"
         )
         assert unique_keys_without_tenant(conn) == ["scale_out_bad"]
         raise _Rollback
