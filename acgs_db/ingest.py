@@ -29,6 +29,7 @@ from typing import Any
 import asyncpg
 
 from acgs_db.errors import BulkInsertError, ConfigurationError, InvalidRecordError
+from acgs_db.pooler import MULTI_CONNECTION_COPY
 from acgs_db.records import COPY_COLUMNS, Limits, ValidationRecord, check_text, row_checker
 from acgs_db.resources import load_sql
 from acgs_db.schema import VALIDATIONS_TABLE
@@ -102,10 +103,18 @@ class RecoveryReport:
 class Ingest:
     """The COPY machinery behind :meth:`ValidationRepository.bulk_insert`."""
 
-    def __init__(self, pool: asyncpg.Pool, limits: Limits, copy_timeout: float | None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        limits: Limits,
+        copy_timeout: float | None,
+        *,
+        pooler: str = "none",
+    ) -> None:
         self._pool = pool
         self._limits = limits
         self._timeout = copy_timeout or _NO_LIMIT
+        self._pooler = pooler
 
     async def copy(
         self,
@@ -130,6 +139,8 @@ class Ingest:
                 raise ValueError("commit_every cannot be combined with batch_id or connections")
         if connections < 1:
             raise ValueError("connections must be at least 1")
+        if connections > 1 and self._pooler == "transaction":
+            raise ConfigurationError(MULTI_CONNECTION_COPY)
         numbered = _numbered(records)
         if connections > 1:
             return await self._copy_prepared(numbered, batch_id, connections, chunk_rows, tenant)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import Generator
 from typing import Any
@@ -12,6 +13,7 @@ import asyncpg
 import orjson
 
 from acgs_db.devdb import database_url
+from acgs_db.pooler import checked_schema
 from acgs_db.records import JsonDocument
 from acgs_db.settings import Settings
 
@@ -68,18 +70,31 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 
 
 def pool_options(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments of :func:`asyncpg.create_pool` derived from the settings."""
+    """Keyword arguments of :func:`asyncpg.create_pool` derived from the settings.
+
+    Behind PgBouncer (``ACGS_POOLER``), only ``application_name`` is sent at startup: PgBouncer
+    1.18 refuses any startup parameter it does not track (``search_path``, keepalives), so the
+    schema must be the login's default ``search_path``, which each new connection checks. In
+    transaction pooling the statement cache is off: asyncpg then sends every statement unnamed,
+    parsed again in the same round trip as its execution, which any server connection can run.
+    """
+    pooled = settings.pooler != "none"
+    server_settings = {"application_name": settings.application_name}
+    if not pooled:
+        server_settings |= {"search_path": f'"{settings.schema}"', **KEEPALIVES}
     return {
         "min_size": settings.pool_min_size,
         "max_size": settings.pool_max_size,
         "command_timeout": settings.command_timeout,
-        "statement_cache_size": settings.statement_cache_size,
-        "server_settings": {
-            "application_name": settings.application_name,
-            "search_path": f'"{settings.schema}"',
-            **KEEPALIVES,
-        },
-        "init": init_connection,
+        "statement_cache_size": (
+            0 if settings.pooler == "transaction" else settings.statement_cache_size
+        ),
+        "server_settings": server_settings,
+        "init": (
+            functools.partial(checked_schema, init=init_connection, schema=settings.schema)
+            if pooled
+            else init_connection
+        ),
     }
 
 

@@ -69,7 +69,9 @@ class ValidationRepository:
             max_processing_time_ms=self._settings.max_processing_time_ms,
             max_clock_skew=self._settings.max_clock_skew,
         )
-        self._ingest = Ingest(pool, self._limits, self._settings.copy_timeout)
+        self._ingest = Ingest(
+            pool, self._limits, self._settings.copy_timeout, pooler=self._settings.pooler
+        )
         self._bound: str | None = None
 
     @property

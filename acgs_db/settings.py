@@ -45,6 +45,16 @@ def _optional_str(value: str) -> str | None:
     return value or None
 
 
+POOLERS = ("none", "session", "transaction")
+
+
+def _pooler(value: str) -> str:
+    lowered = value.strip().lower()
+    if lowered not in POOLERS:
+        raise ValueError(f"expected one of {', '.join(POOLERS)}")
+    return lowered
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """All settings of acgs-db; build one with :meth:`from_env`."""
@@ -63,6 +73,11 @@ class Settings:
     trip per call. Off: pool connections must not be left with session state (SET, LISTEN)."""
     statement_cache_size: int = 100
     """asyncpg's prepared-statement cache per connection; 0 behind PgBouncer (transaction mode)."""
+    pooler: str = field(default="none", metadata={"parse": _pooler})
+    """What the database URL reaches: ``none`` (PostgreSQL itself), or PgBouncer in ``session``
+    or ``transaction`` pooling mode. Behind PgBouncer only the startup parameters it forwards are
+    sent (the schema must be the login's default ``search_path``); ``transaction`` also turns
+    the statement cache off and refuses what cannot work there (see README, "PgBouncer")."""
     max_clock_skew: timedelta = field(default=timedelta(minutes=5), metadata={"parse": _seconds})
     """How far in the future a record's ``created_at`` may lie (seconds)."""
     max_details_bytes: int = 65536

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -37,3 +37,52 @@ def redact_url(url: str) -> str:
     if "password" in params:
         params["password"] = REDACTED
     return make_conninfo(**{k: str(v) for k, v in params.items()})
+
+
+def password_of(url: str) -> str | None:
+    """The password a libpq URL logs in with: in its user part, its ``password`` parameter, or
+    the line of its ``passfile`` that matches its host, port, database and user (libpq's
+    ``.pgpass`` rules: ``*`` matches anything, ``\\`` escapes ``:`` and ``\\``). None when it has
+    none. For tools that must be handed the password itself (PgBouncer's userlist)."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        return unquote(parts.password)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if "password" in query:
+        return query["password"]
+    passfile = query.get("passfile")
+    if not passfile:
+        return None
+    wanted = (
+        parts.hostname or "localhost",
+        str(parts.port or 5432),
+        unquote(parts.path.lstrip("/")) or unquote(parts.username or ""),
+        unquote(parts.username or ""),
+    )
+    with open(passfile, encoding="utf-8") as handle:
+        for line in handle:
+            fields = _pgpass_fields(line.rstrip("\n"))
+            if len(fields) == 5 and all(
+                have in ("*", want) for have, want in zip(fields[:4], wanted, strict=True)
+            ):
+                return fields[4]
+    return None
+
+
+def _pgpass_fields(line: str) -> list[str]:
+    fields: list[str] = []
+    current: list[str] = []
+    escaped = False
+    for char in line:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ":" and len(fields) < 4:
+            fields.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    fields.append("".join(current))
+    return fields

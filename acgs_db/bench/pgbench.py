@@ -391,6 +391,9 @@ class RunOptions:
     max_tries: int = 1
     latency_limit_ms: float | None = None
     """``--latency-limit``: with ``rate``, transactions already this late are skipped."""
+    protocol: str = "prepared"
+    """``--protocol``: ``prepared`` (named statements, as the repository's statement cache),
+    or ``extended`` (unnamed, what PgBouncer 1.18 in transaction pooling can carry)."""
 
     def check(self) -> None:
         """Refuse options pgbench would refuse, before starting it."""
@@ -406,6 +409,8 @@ class RunOptions:
             raise ConfigurationError(f"max_tries must be at least 1, got {self.max_tries}")
         if self.latency_limit_ms is not None and not self.latency_limit_ms > 0:
             raise ConfigurationError("latency_limit_ms must be positive")
+        if self.protocol not in ("prepared", "extended", "simple"):
+            raise ConfigurationError(f"unknown pgbench protocol {self.protocol!r}")
 
 
 def command(
@@ -419,7 +424,7 @@ def command(
     args = [
         str(pgbench),
         "--no-vacuum",
-        "--protocol=prepared",
+        f"--protocol={options.protocol}",
         f"--client={options.clients}",
         f"--jobs={options.threads}",
         f"--time={options.duration}",
@@ -566,7 +571,7 @@ class RunResult:
             "rate": self.options.rate,
             "max_tries": self.options.max_tries,
             "latency_limit_ms": self.options.latency_limit_ms,
-            "query_mode": "prepared",
+            "query_mode": self.options.protocol,
             "statements_per_transaction": self.statements,
             "transactions": self.log.transactions,
             "failures": self.log.failures,

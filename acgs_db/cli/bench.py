@@ -267,6 +267,14 @@ def pgbench_command(
     decisions: Annotated[
         int | None, typer.Option(help="Decisions per tenant (default: learnt from the ids).")
     ] = None,
+    through_pgbouncer: Annotated[
+        bool,
+        typer.Option(
+            "--through-pgbouncer",
+            help="Run the script directly and through a PgBouncer (transaction pooling) of "
+            "its own, three alternating rounds each, -M extended; print both and the ratio.",
+        ),
+    ] = False,
     json_out: JsonOption = None,
 ) -> None:
     """Run pgbench (-M prepared) with a project script; print TPS, p50/p95/p99/max, failures.
@@ -289,6 +297,9 @@ def pgbench_command(
     options.check()
     settings = _settings()
     url = database_url(settings)
+    if through_pgbouncer:
+        _pgbouncer_hop(url, options, settings, tenants, decisions, json_out)
+        return
     prepared = prepare_run(url, options, settings=settings, tenants=tenants, decisions=decisions)
     progress, task = _timed_progress(f"pgbench {script.value}", duration)
     with progress:
@@ -296,6 +307,80 @@ def pgbench_command(
             on_tick=lambda elapsed: progress.update(task, completed=min(elapsed, duration))
         ).to_json()
     console.print(_run_table(result))
+    _write_json(json_out, result)
+
+
+def _pgbouncer_hop(
+    url: str,
+    options: Any,
+    settings: Settings,
+    tenants: int | None,
+    decisions: int | None,
+    json_out: Path | None,
+) -> None:
+    """``bench pgbench --through-pgbouncer``: the same script directly and through PgBouncer,
+    three alternating rounds each."""
+    from acgs_db.bench.pooler_hop import run_hop
+
+    progress = _elapsed_progress()
+    task = progress.add_task(f"pgbench {options.script.value}", total=options.duration)
+    with progress:
+        hop = run_hop(
+            url,
+            options,
+            settings=settings,
+            tenants=tenants,
+            decisions=decisions,
+            on_tick=lambda label, elapsed: progress.update(
+                task,
+                description=f"pgbench {options.script.value} {label}",
+                completed=min(elapsed, options.duration),
+            ),
+        )
+    result = hop.to_json()
+    table = Table(
+        title=(
+            f"pgbench {options.script.value}: {options.clients} clients, {options.threads} "
+            f"threads, {options.duration} s per run, -M extended; directly and through "
+            f"{result['pgbouncer_version']} (transaction pooling)"
+        )
+    )
+    for name in (
+        "round",
+        "direct TPS",
+        "pgbouncer TPS",
+        "direct p50/p99 ms",
+        "pgbouncer p50/p99 ms",
+    ):
+        table.add_column(name, justify="left" if name == "round" else "right")
+
+    def latency(run: dict[str, Any]) -> str:
+        figures = run["latency_ms"] or {}
+        return f"{_ms(figures.get('p50'))} / {_ms(figures.get('p99'))}"
+
+    for number, (direct, pooled) in enumerate(
+        zip(result["direct"], result["pgbouncer"], strict=True), start=1
+    ):
+        table.add_row(
+            str(number),
+            f"{direct['tps']:,.1f}",
+            f"{pooled['tps']:,.1f}",
+            latency(direct),
+            latency(pooled),
+        )
+    median, ratio = result["median"], result["ratio"]
+    table.add_row(
+        "median",
+        f"{median['direct']['tps']:,.1f}",
+        f"{median['pgbouncer']['tps']:,.1f}",
+        f"{_ms(median['direct']['p50'])} / {_ms(median['direct']['p99'])}",
+        f"{_ms(median['pgbouncer']['p50'])} / {_ms(median['pgbouncer']['p99'])}",
+    )
+    console.print(table)
+    console.print(
+        f"PgBouncer over direct (medians): TPS ratio {ratio['tps']}, p50 ratio {ratio['p50']}, "
+        f"p99 ratio {ratio['p99']}, fastest transaction ratio {ratio['min']}"
+    )
     _write_json(json_out, result)
 
 
