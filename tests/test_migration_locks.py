@@ -48,6 +48,11 @@ DOCUMENTED = {
         "constitutional_validations": "ShareUpdateExclusiveLock",
         "constitutional_validations_*": "ShareUpdateExclusiveLock",  # every partition
     },
+    "0009_batch_digest": {
+        "ingest_batches": "AccessExclusiveLock",
+        "ingest_batches_pkey": "AccessExclusiveLock",
+        "ingest_batches_token_key": "AccessExclusiveLock",
+    },
 }
 
 LOCKS = text(
