@@ -295,9 +295,8 @@ def test_downgrade_that_would_drop_rows_needs_yes(store: str) -> None:
 def test_downgrade_plan_counts_exactly_up_to_a_cap_then_estimates(store: str) -> None:
     with psycopg.connect(store) as conn:
         conn.execute(
-            "INSERT INTO ingest_batches (batch_id) SELECT 'b' || i FROM generate_series(1, $1) i".replace(
-                "$1", str(schema.ROWS_COUNTED + 5)
-            )
+            "INSERT INTO ingest_batches (batch_id) SELECT 'b' || i FROM generate_series(1, %s) i",
+            (schema.ROWS_COUNTED + 5,),
         )
         conn.execute("ANALYZE ingest_batches")
     plan = schema.downgrade_plan(store, "0003_rollup")
