@@ -399,18 +399,19 @@ class Ingest:
             )
             if claimed is None:  # this batch was committed before: nothing to write
                 stored = await conns[0].fetchval(load_sql("queries/batch_digest"), batch)
-                await self._settle(self._abandon(conns, []))
-                return _Committed(stored, now)
-            total = await self._deal(numbered, conns, now, chunk_rows, tenant, digest)
-            await conns[0].execute(
-                load_sql("queries/batch_count"),
-                batch,
-                total,
-                None if digest is None else digest.digest(),
-            )
-            for part, conn in enumerate(conns):
-                prepared.append(_gid(token, part))
-                await conn.execute(_gid_statement("PREPARE TRANSACTION", prepared[-1]))
+                committed = _Committed(stored, now)
+            else:
+                committed = None
+                total = await self._deal(numbered, conns, now, chunk_rows, tenant, digest)
+                await conns[0].execute(
+                    load_sql("queries/batch_count"),
+                    batch,
+                    total,
+                    None if digest is None else digest.digest(),
+                )
+                for part, conn in enumerate(conns):
+                    prepared.append(_gid(token, part))
+                    await conn.execute(_gid_statement("PREPARE TRANSACTION", prepared[-1]))
         except _SERVER_ERRORS as exc:
             await self._settle(self._abandon(conns, prepared))
             raise BulkInsertError(
@@ -419,6 +420,10 @@ class Ingest:
         except BaseException:
             await self._settle(self._abandon(conns, prepared))
             raise
+        # Out of the try: the connections are handed back exactly once, cancelled or not.
+        if committed is not None:
+            await self._settle(self._abandon(conns, []))
+            return committed
         return await self._settle(self._finish(conns, prepared, token, batch, total))
 
     async def _finish(

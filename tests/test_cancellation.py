@@ -211,3 +211,28 @@ async def test_a_bulk_insert_cancelled_mid_copy_settles(
         await task
     stored = await _assert_settled(small_pool, tenant, batch, options.get("commit_every"))
     assert stored == (4_000 if path == "commit_every" else 0)
+
+
+@pytest.mark.parametrize("path", ["single", "two-phase"])
+async def test_a_retry_of_a_committed_batch_cancelled_at_each_await_settles(
+    small_pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch, tenant: str, path: str
+) -> None:
+    """The retry claims, finds the batch committed, reads its digest and hands the connections
+    back (shielded, for two-phase) before digesting the records: cancelled at each of those."""
+    repo = ValidationRepository(small_pool, Settings.from_env({}))
+    options = dict(PATHS[path])
+    options.pop("batch")
+    batch = f"retry-{tenant}"
+    records = _records(tenant)
+    assert await repo.bulk_insert(records, batch_id=batch, **options) == ROWS
+    canceller = Canceller(monkeypatch)
+    assert await canceller.run(repo.bulk_insert(records, batch_id=batch, **options)) == 0
+    total = len(canceller.calls)
+    assert total >= 3
+    for at in range(1, total + 1):
+        for in_flight in (True, False):
+            result = await canceller.run(
+                repo.bulk_insert(records, batch_id=batch, **options), at, in_flight
+            )
+            assert result is None, f"call {at} ({canceller.calls[at - 1]}) did not cancel"
+            assert await _assert_settled(small_pool, tenant, batch, None) == ROWS
