@@ -38,7 +38,7 @@ _FLUSH = 1 << 16
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _PLACES = Decimal("0.0001")
-_CACHED = 4096  # distinct scores and tenants remembered per batch
+_CACHED = 4096  # distinct tenants remembered per batch
 
 
 def score_text(score: float | Decimal) -> bytes:
@@ -49,6 +49,16 @@ def score_text(score: float | Decimal) -> bytes:
     return str(value).encode()
 
 
+def score_bytes(score: float | Decimal) -> bytes:
+    """:func:`score_text`, fast for floats: ``%.4f`` rounds the exact binary value correctly,
+    half to even, which differs from half away from zero only on exact ties; a float in
+    [0, 1] is an exact tie only at an odd multiple of 1/32, which (with every multiple of
+    1/32, zero and one among them) takes the exact path."""
+    if type(score) is float and not (score * 32).is_integer():
+        return b"%.4f" % score
+    return score_text(score)
+
+
 def _text(value: str) -> bytes:
     data = value.encode()
     return b"T%d:%s" % (len(data), data)
@@ -57,13 +67,12 @@ def _text(value: str) -> bytes:
 class BatchDigest:
     """SHA-256 over a batch's checked rows in the encoding of this module (version 1)."""
 
-    __slots__ = ("_buffer", "_hash", "_scores", "_texts", "rows")
+    __slots__ = ("_buffer", "_hash", "_texts", "rows")
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256(HEADER)
         self._buffer = bytearray()
-        # Scores and tenants repeat within a batch: their encodings are made once each.
-        self._scores: dict[Any, bytes] = {}
+        # Tenants repeat within a batch: their encodings (with the hash's) are made once each.
         self._texts: dict[tuple[str, str], bytes] = {}
         self.rows = 0
 
@@ -77,19 +86,13 @@ class BatchDigest:
             head = _text(tenant) + _text(chash)
             if len(texts) < _CACHED:
                 texts[tenant, chash] = head
-        key = (type(score), score)
-        score_bytes = self._scores.get(key)
-        if score_bytes is None:
-            score_bytes = score_text(score)
-            if len(self._scores) < _CACHED:
-                self._scores[key] = score_bytes
         data = decision.encode()
         buffer = self._buffer
         buffer += b"%sT%d:%sD%s;%s%s%s" % (
             head,
             len(data),
             data,
-            score_bytes,
+            score_bytes(score),
             b"N" if details is None else b"J%d:%s" % (len(details), details),
             b"N" if took is None else b"I%d;" % took,
             b"S%d;" % ((created_at - _EPOCH) // _MICROSECOND) if created_at_given else b"N",

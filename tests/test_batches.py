@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -13,9 +14,11 @@ import asyncpg
 import pytest
 from conftest import count_rows
 from faults_support import PausingStream, the_backend_waiting
+from hypothesis import given
+from hypothesis import strategies as st
 
 from acgs_db import BatchConflictError, ValidationRecord, ValidationRepository
-from acgs_db.digest import HEADER, BatchDigest
+from acgs_db.digest import HEADER, BatchDigest, score_bytes, score_text
 from acgs_db.records import Limits, row_checker
 from acgs_db.schema import CONSTITUTIONAL_HASH
 
@@ -57,6 +60,43 @@ def test_the_digest_follows_the_documented_encoding() -> None:
     ).digest()  # fmt: skip
     assert digest.rows == 2
     assert digest.digest() == expected
+
+
+TIES = [j / 32 for j in range(33)]  # exact binary ties of 4-place rounding, and neighbours
+AWKWARD = [
+    *TIES,
+    *(math.nextafter(x, 2.0) for x in TIES if x < 1),
+    *(math.nextafter(x, -1.0) for x in TIES if x > 0),
+    0.00015,
+    0.00005,
+    0.12345,
+    0.99995,
+    0.99994999,
+    -0.0,
+    5e-324,
+]
+
+
+@given(st.one_of(st.floats(0.0, 1.0), st.sampled_from(AWKWARD)))
+def test_the_fast_score_encoding_is_the_exact_one(score: float) -> None:
+    assert score_bytes(score) == score_text(score)
+
+
+async def test_the_digest_score_is_what_numeric_stores(
+    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+) -> None:
+    """asyncpg sends a float's exact value; numeric(5,4) rounds it half away from zero: the
+    digest's text is the stored value's, ties included."""
+    records = [ValidationRecord(tenant, f"d{i}", score) for i, score in enumerate(AWKWARD)]
+    assert await repo.bulk_insert(records) == len(AWKWARD)
+    stored = await pool.fetch(
+        "SELECT decision_id, compliance_score::text FROM constitutional_validations"
+        " WHERE tenant_id = $1",
+        tenant,
+    )
+    by_decision = {row[0]: row[1].encode() for row in stored}
+    for i, score in enumerate(AWKWARD):
+        assert by_decision[f"d{i}"] == score_bytes(score), score
 
 
 # -- retries --------------------------------------------------------------------------------
