@@ -7,7 +7,9 @@ and no list of rows; encoded rows are gathered into a 64 KiB buffer between hash
 
 Encoding, version 1 (what :meth:`BatchDigest.add` appends, documented so that it can be
 reproduced elsewhere). The hash starts with the header ``acgs_db batch digest v1\\n``; then
-every row, in stream order, is its seven ``COPY_COLUMNS`` fields in order, each one of:
+every row, in stream order, is its seven fields in this order: ``tenant_id``,
+``constitutional_hash``, ``decision_id``, ``compliance_score``, ``validation_details``,
+``processing_time_ms``, ``created_at``, each encoded as one of:
 
 * ``N``: NULL (no payload). ``created_at`` given as ``None`` is encoded ``N``, *not* the server
   time that fills it, so a retry of the same records gives the same digest.
