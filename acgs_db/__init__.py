@@ -2,6 +2,7 @@
 
 from acgs_db.errors import (
     AcgsDbError,
+    BatchConflictError,
     BulkInsertError,
     ConfigurationError,
     InvalidRecordError,
@@ -24,6 +25,7 @@ from acgs_db.settings import Settings
 __all__ = [
     "CONSTITUTIONAL_HASH",
     "AcgsDbError",
+    "BatchConflictError",
     "BulkInsertError",
     "CachedDecision",
     "ConfigurationError",

@@ -52,6 +52,21 @@ class BulkInsertError(AcgsDbError):
         super().__init__(f"{message} ({committed} rows committed before the failure)")
 
 
+class BatchConflictError(AcgsDbError):
+    """A bulk insert named a batch id that was committed before with different rows.
+
+    Nothing of the call was written. ``batch_id`` is the id; a retry must send the same
+    records (in the same order), and new rows need a new id.
+    """
+
+    def __init__(self, batch_id: str) -> None:
+        self.batch_id = batch_id
+        super().__init__(
+            f"batch {batch_id!r} was committed before with different rows; nothing was "
+            "written (a retry must send the same records; new rows need a new batch id)"
+        )
+
+
 class SchemaNotReadyError(AcgsDbError):
     """The database lacks the acgs-db schema: run ``acgs-db migrate`` (alembic upgrade head)."""
 

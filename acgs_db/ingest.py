@@ -4,8 +4,10 @@ One call of :meth:`Ingest.copy` is one transaction and one COPY fed by a generat
 each record right before its row is sent, so memory stays flat and a bad record aborts the
 COPY (nothing of the call is written). Variants:
 
-* ``batch_id``: the batch is recorded in ``ingest_batches`` in the same transaction; a retry
-  of a batch that did commit writes nothing.
+* ``batch_id``: the batch is recorded in ``ingest_batches`` in the same transaction, with the
+  SHA-256 of its rows (:mod:`acgs_db.digest`, computed as the rows stream). A retry of a batch
+  that did commit writes nothing: it checks and digests the records (no COPY) and returns 0
+  when they are the rows committed, or raises :class:`BatchConflictError` when they are not.
 * ``commit_every``: a transaction per N rows, for endless streams.
 * ``connections=N``: the stream is dealt in chunks to N connections, each in its own
   transaction; all are prepared (``PREPARE TRANSACTION``), then committed, part 0 first. Part 0
@@ -13,6 +15,11 @@ COPY (nothing of the call is written). Variants:
   :meth:`Ingest.recover` finishes a batch whose coordinator died between the commits (or rolls
   back one that was never decided). Durability is all or nothing; visibility is not atomic: for
   the milliseconds between the COMMIT PREPAREDs a reader can see some parts and not others.
+
+Cancellation: a task cancelled at any await of a bulk insert gives every connection back to the
+pool. The end of a multi-connection insert (the rollback of an undecided batch, the commits of a
+decided one, the release of the connections) runs as a task of its own, shielded from the
+caller's cancellation, which is re-raised once it is done.
 """
 
 from __future__ import annotations
@@ -21,14 +28,27 @@ import asyncio
 import contextlib
 import re
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+)
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
-from acgs_db.errors import BulkInsertError, ConfigurationError, InvalidRecordError
+from acgs_db.digest import BatchDigest
+from acgs_db.errors import (
+    BatchConflictError,
+    BulkInsertError,
+    ConfigurationError,
+    InvalidRecordError,
+)
 from acgs_db.pooler import MULTI_CONNECTION_COPY
 from acgs_db.records import COPY_COLUMNS, Limits, ValidationRecord, check_text, row_checker
 from acgs_db.resources import load_sql
@@ -36,6 +56,7 @@ from acgs_db.schema import VALIDATIONS_TABLE
 
 Records = Iterable[ValidationRecord] | AsyncIterable[ValidationRecord]
 Row = tuple[Any, ...]
+T = TypeVar("T")
 
 BATCH_ID_MAX = 200
 STAGE_TABLE = "acgs_ingest_stage"
@@ -100,6 +121,14 @@ class RecoveryReport:
     rolled_back: list[str]
 
 
+@dataclass(frozen=True, slots=True)
+class _Committed:
+    """A claim found its batch committed before: the stored digest and the transaction time."""
+
+    digest: bytes | None
+    now: datetime
+
+
 class Ingest:
     """The COPY machinery behind :meth:`ValidationRepository.bulk_insert`."""
 
@@ -115,6 +144,8 @@ class Ingest:
         self._limits = limits
         self._timeout = copy_timeout or _NO_LIMIT
         self._pooler = pooler
+        # Endings still running after their caller was cancelled (a strong reference each).
+        self._settling: set[asyncio.Future[Any]] = set()
 
     async def copy(
         self,
@@ -126,7 +157,8 @@ class Ingest:
         chunk_rows: int = 5000,
         tenant: str | None = None,
     ) -> int:
-        """Write ``records``; return the rows written (0 for a batch already committed).
+        """Write ``records``; return the rows written (0 for a batch already committed with
+        the same rows; :class:`BatchConflictError` if it was committed with other rows).
 
         ``tenant``: the tenant a tenant login is bound to (row-level security enforces it on
         the server); a record of another tenant is refused like any bad record, naming it."""
@@ -143,25 +175,34 @@ class Ingest:
             raise ConfigurationError(MULTI_CONNECTION_COPY)
         numbered = _numbered(records)
         if connections > 1:
-            return await self._copy_prepared(numbered, batch_id, connections, chunk_rows, tenant)
-        async with self._pool.acquire() as conn:
-            if commit_every is None:
-                return await self._copy_transaction(
-                    conn, numbered, batch_id=batch_id, tenant=tenant
-                )
-            total = 0
-            while True:
-                written = await self._copy_transaction(
-                    conn, numbered, limit=commit_every, committed=total, tenant=tenant
-                )
-                total += written
-                if written < commit_every:
-                    return total
+            done = await self._copy_prepared(numbered, batch_id, connections, chunk_rows, tenant)
+        else:
+            async with self._pool.acquire() as conn:
+                if commit_every is None:
+                    done = await self._copy_transaction(
+                        conn, numbered, batch_id=batch_id, tenant=tenant
+                    )
+                else:
+                    total = 0
+                    while True:
+                        written = await self._copy_transaction(
+                            conn, numbered, limit=commit_every, committed=total, tenant=tenant
+                        )
+                        assert isinstance(written, int)  # no batch id: never _Committed
+                        total += written
+                        if written < commit_every:
+                            return total
+        if isinstance(done, _Committed):
+            assert batch_id is not None
+            await self._verify_retry(numbered, batch_id, done, tenant)
+            return 0
+        return done
 
     def _checker(
-        self, now: datetime, tenant: str | None, committed: int
+        self, now: datetime, tenant: str | None, committed: int, digest: BatchDigest | None = None
     ) -> Callable[[int, ValidationRecord], Row]:
-        """Check a numbered record into a COPY row (errors name its index)."""
+        """Check a numbered record into a COPY row (errors name its index); with ``digest``,
+        the row is added to it before it is returned (that is, before it is sent)."""
         check_row = row_checker(self._limits, now)
 
         def check(index: int, record: ValidationRecord) -> Row:
@@ -176,9 +217,28 @@ class Ingest:
                     index,
                     committed,
                 )
+            if digest is not None:
+                digest.add(row, record[5] is not None)
             return row
 
         return check
+
+    async def _verify_retry(
+        self, numbered: Numbered, batch_id: str, committed: _Committed, tenant: str | None
+    ) -> None:
+        """A retry of a committed batch: check and digest the records (no COPY) and raise
+        :class:`BatchConflictError` unless they are the committed rows. A ledger row without
+        a digest (written before migration 0009) counts as the same rows."""
+        digest = BatchDigest()
+        check = self._checker(committed.now, tenant, 0, digest)
+        if isinstance(numbered, AsyncIterator):
+            async for index, record in numbered:
+                check(index, record)
+        else:
+            for index, record in numbered:
+                check(index, record)
+        if committed.digest is not None and digest.digest() != committed.digest:
+            raise BatchConflictError(batch_id)
 
     @staticmethod
     def _rows(
@@ -219,8 +279,9 @@ class Ingest:
         committed: int = 0,
         batch_id: str | None = None,
         tenant: str | None = None,
-    ) -> int:
+    ) -> int | _Committed:
         counter = [0]
+        digest = BatchDigest() if batch_id is not None else None
         try:
             async with conn.transaction():
                 now, staged = await conn.fetchrow(load_sql("queries/copy_start"))
@@ -229,11 +290,16 @@ class Ingest:
                         load_sql("queries/batch_claim"), batch_id, 1, None
                     )
                     if claimed is None:
-                        return 0
-                rows = self._rows(numbered, self._checker(now, tenant, committed), counter, limit)
+                        stored = await conn.fetchval(load_sql("queries/batch_digest"), batch_id)
+                        return _Committed(stored, now)
+                check = self._checker(now, tenant, committed, digest)
+                rows = self._rows(numbered, check, counter, limit)
                 await self._copy_into(conn, rows, staged=staged)
                 if batch_id is not None:
-                    await conn.execute(load_sql("queries/batch_count"), batch_id, counter[0])
+                    assert digest is not None
+                    await conn.execute(
+                        load_sql("queries/batch_count"), batch_id, counter[0], digest.digest()
+                    )
         except _SERVER_ERRORS as exc:
             raise BulkInsertError(f"bulk insert failed: {exc}", committed) from exc
         return counter[0]
@@ -257,6 +323,25 @@ class Ingest:
 
     # -- several connections, two-phase commit ------------------------------------------------
 
+    async def _settle(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` to its end even if the caller is cancelled meanwhile: as a task of its
+        own, shielded. A cancelled caller waits for it (unless cancelled once more: the task
+        then goes on alone) and gets its CancelledError afterwards."""
+        task = asyncio.ensure_future(work)
+        self._settling.add(task)
+        task.add_done_callback(self._settled)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                await asyncio.wait([task])
+            raise
+
+    def _settled(self, task: asyncio.Future[Any]) -> None:
+        self._settling.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a cancelled caller no longer awaits it
+
     async def _copy_prepared(
         self,
         numbered: Numbered,
@@ -264,10 +349,13 @@ class Ingest:
         connections: int,
         chunk_rows: int,
         tenant: str | None,
-    ) -> int:
+    ) -> int | _Committed:
         token = uuid.uuid4()
         batch = batch_id or str(token)
+        digest = BatchDigest() if batch_id is not None else None
         conns: list[asyncpg.Connection] = []
+        # Gids whose PREPARE TRANSACTION was sent: a cancelled or failed one may have been
+        # prepared all the same, so an abandoned batch rolls back every one of them.
         prepared: list[str] = []
         try:
             for _ in range(connections):
@@ -292,21 +380,43 @@ class Ingest:
                 load_sql("queries/batch_claim"), batch, connections, token
             )
             if claimed is None:  # this batch was committed before: nothing to write
-                await self._release(conns, rollback=[])
-                return 0
-            total = await self._deal(numbered, conns, now, chunk_rows, tenant)
-            await conns[0].execute(load_sql("queries/batch_count"), batch, total)
-            for part, conn in enumerate(conns):
-                await conn.execute(_gid_statement("PREPARE TRANSACTION", _gid(token, part)))
-                prepared.append(_gid(token, part))
+                stored = await conns[0].fetchval(load_sql("queries/batch_digest"), batch)
+                committed = _Committed(stored, now)
+            else:
+                committed = None
+                total = await self._deal(numbered, conns, now, chunk_rows, tenant, digest)
+                await conns[0].execute(
+                    load_sql("queries/batch_count"),
+                    batch,
+                    total,
+                    None if digest is None else digest.digest(),
+                )
+                for part, conn in enumerate(conns):
+                    prepared.append(_gid(token, part))
+                    await conn.execute(_gid_statement("PREPARE TRANSACTION", prepared[-1]))
         except _SERVER_ERRORS as exc:
-            await self._release(conns, rollback=prepared)
+            await self._settle(self._abandon(conns, prepared))
             raise BulkInsertError(
                 f"bulk insert over {connections} connections failed: {exc}"
             ) from exc
         except BaseException:
-            await self._release(conns, rollback=prepared)
+            await self._settle(self._abandon(conns, prepared))
             raise
+        # Out of the try: the connections are handed back exactly once, cancelled or not.
+        if committed is not None:
+            await self._settle(self._abandon(conns, []))
+            return committed
+        return await self._settle(self._finish(conns, prepared, token, batch, total))
+
+    async def _finish(
+        self,
+        conns: list[asyncpg.Connection],
+        prepared: list[str],
+        token: uuid.UUID,
+        batch: str,
+        total: int,
+    ) -> int:
+        """Commit a prepared batch, part 0 first, and hand the connections back."""
         # Committing part 0 decides the batch: from then on, the others are only ever committed
         # (here, or by recover() if this process dies or loses the server now).
         try:
@@ -316,11 +426,11 @@ class Ingest:
             # the server wrote the commit): never roll the other parts back blindly. Settle the
             # batch as recover() does, by part 0 and the ledger; whatever cannot be settled now
             # stays prepared for recover().
-            await self._release(conns, rollback=[])
+            await self._abandon(conns, [])
             with contextlib.suppress(*_SERVER_ERRORS):
                 await self.recover(timedelta(0), token=token)
             raise BulkInsertError(
-                f"bulk insert over {connections} connections failed: {exc!r}; the batch is "
+                f"bulk insert over {len(conns)} connections failed: {exc!r}; the batch is "
                 "stored whole or not at all (its ledger row says which)"
             ) from exc
         left = prepared[1:]
@@ -328,7 +438,7 @@ class Ingest:
             with contextlib.suppress(*_SERVER_ERRORS):
                 await conns[0].execute(_gid_statement("COMMIT PREPARED", gid))
                 left.remove(gid)
-        await self._release(conns, rollback=[])
+        await self._abandon(conns, [])
         if left:
             raise BulkInsertError(
                 f"batch {batch} is decided but {len(left)} of its parts could not be committed "
@@ -344,10 +454,11 @@ class Ingest:
         now: datetime,
         chunk_rows: int,
         tenant: str | None,
+        digest: BatchDigest | None,
     ) -> int:
         """Check records and deal them in chunks to one COPY per connection."""
         queues: list[asyncio.Queue[list[Row] | None]] = [asyncio.Queue(maxsize=2) for _ in conns]
-        check = self._checker(now, tenant, 0)
+        check = self._checker(now, tenant, 0, digest)
 
         async def feed() -> int:
             count = 0
@@ -382,23 +493,36 @@ class Ingest:
             raise (bad or group_error).exceptions[0] from None
         return fed.result()
 
-    async def _release(self, conns: list[asyncpg.Connection], *, rollback: list[str]) -> None:
-        """Roll back the given prepared parts and any open transaction; hand the connections
-        back (terminating those left in an unknown state)."""
-        for gid in rollback:
-            with contextlib.suppress(*_SERVER_ERRORS):
-                await self._pool.execute(_gid_statement("ROLLBACK PREPARED", gid))
+    async def _abandon(self, conns: list[asyncpg.Connection], prepared: list[str]) -> None:
+        """Roll back each connection's open transaction and then the given prepared parts
+        (an undecided batch); hand every connection back (terminating those left in an
+        unknown state).
+
+        The ROLLBACK is sent whatever the connection's state: asyncpg sends it only once a
+        cancelled statement has ended on the server, so a PREPARE TRANSACTION cut short by a
+        cancellation has then either taken effect (and is rolled back below) or not."""
+        usable: list[asyncpg.Connection] = []
         for conn in conns:
             try:
-                if conn.is_in_transaction():
-                    await conn.execute("ROLLBACK")
+                await conn.execute("ROLLBACK")  # outside a transaction: a warning, dropped
+                usable.append(conn)
             except _SERVER_ERRORS:
                 with contextlib.suppress(asyncpg.InterfaceError):  # lost: already released
                     conn.terminate()
+        rollback = [_gid_statement("ROLLBACK PREPARED", gid) for gid in prepared]
+        if usable:
+            for statement in rollback:
+                with contextlib.suppress(*_SERVER_ERRORS):
+                    await usable[0].execute(statement)
+            rollback = []
+        for conn in conns:
             # A connection lost with the server fails its reset on release; the pool has then
             # terminated it and opens a new one on the next acquire.
             with contextlib.suppress(*_SERVER_ERRORS):
                 await self._pool.release(conn)
+        for statement in rollback:  # every connection was lost: through a new one
+            with contextlib.suppress(*_SERVER_ERRORS):
+                await self._pool.execute(statement)
 
     async def recover(
         self, older_than: timedelta = timedelta(minutes=1), *, token: uuid.UUID | None = None

@@ -136,13 +136,18 @@ class ValidationRepository:
         the first bad one raises :class:`InvalidRecordError` naming its index, and nothing of
         the call is written: one call is one transaction and one COPY.
 
-        * ``batch_id``: recorded in the same transaction; calling again with an id that was
-          committed writes nothing and returns 0 (a safe retry after an ambiguous failure).
+        * ``batch_id``: recorded in the same transaction with a digest of the rows; calling
+          again with an id that was committed writes nothing and returns 0 for the same rows (a
+          safe retry after an ambiguous failure) and raises :class:`BatchConflictError` for
+          other rows.
         * ``commit_every=N``: a transaction per N rows, for endless streams; a failure then
           says, in the error's ``committed``, how many rows of earlier chunks are stored.
         * ``connections=N``: COPY over N connections at once, all or nothing through
           two-phase commit (needs ``max_prepared_transactions >= N``; see :mod:`acgs_db.ingest`
           for what it guarantees).
+
+        A cancellation at any await gives every connection back and leaves the batch stored
+        whole or not at all (see :mod:`acgs_db.ingest`).
         """
         if self._scoped and batch_id is not None:
             raise TenantScopeError(

@@ -55,6 +55,75 @@ def _pooler(value: str) -> str:
     return lowered
 
 
+_RETENTION = re.compile(r"(?:\s*\d{1,6}\s*(?:years?|mons?|months?|weeks?|days?)\s*)+")
+_RETENTION_PART = re.compile(r"(\d+)\s*(year|mon|week|day)")
+_RETENTION_MAX_MONTHS = 1200  # 100 years: anything longer is a typo
+
+
+def retention_interval(value: object) -> str:
+    """A retention of at least one month, as its canonical text (``"13 months"``).
+
+    Accepted: whole numbers of years, months, weeks and days (``"1 year"``, ``"2 years 6
+    months"``, ``"400 days"``); at least one month, or 31 days when given in days and weeks;
+    at most 100 years. Refused, because pg_partman would drop partitions by it: a bare number,
+    hours/minutes/seconds, zero, negative and anything else. The canonical text counts months
+    (years as 12) and days (weeks as 7): ``"30 months"``, ``"400 days"``, ``"1 month 5 days"``.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"must be text such as '13 months', got {type(value).__name__}")
+    text = value.strip().lower()
+    if re.fullmatch(r"[+-]?\d+(\.\d*)?", text):
+        raise ValueError("a bare number has no unit; write e.g. '13 months' or '400 days'")
+    if text.startswith("-") or re.search(r"-\s*\d", text):
+        raise ValueError("must not be negative")
+    if not _RETENTION.fullmatch(text):
+        raise ValueError(
+            "must be whole years, months, weeks or days such as '13 months', '1 year' or "
+            "'400 days' (hours, minutes and seconds are refused)"
+        )
+    months = days = 0
+    for number, unit in _RETENTION_PART.findall(text):
+        amount = int(number)
+        if unit == "year":
+            months += 12 * amount
+        elif unit == "mon":
+            months += amount
+        elif unit == "week":
+            days += 7 * amount
+        else:
+            days += amount
+    if months == 0 and days < 31:
+        raise ValueError("is shorter than one month (at least '1 month' or '31 days')")
+    if months + days // 31 > _RETENTION_MAX_MONTHS:
+        raise ValueError("is longer than 100 years")
+    parts = []
+    if months:
+        parts.append(f"{months} month" + ("s" if months != 1 else ""))
+    if days:
+        parts.append(f"{days} day" + ("s" if days != 1 else ""))
+    return " ".join(parts)
+
+
+def premake_count(value: object) -> int:
+    """A whole number of premade monthly partitions, at least 1."""
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise ValueError("must be a whole number of months, at least 1") from None
+    if type(value) is not int:
+        raise ValueError(f"must be a whole number of months, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError("must be at least 1 (partitions pg_partman keeps ready ahead)")
+    return value
+
+
+_VALIDATED: dict[str, Callable[[Any], Any]] = {
+    "retention": retention_interval,
+    "premake": premake_count,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """All settings of acgs-db; build one with :meth:`from_env`."""
@@ -90,10 +159,11 @@ class Settings:
     """Seconds between refreshes of the 24-hour metrics view."""
     metrics_staleness: float | None = field(default=None, metadata={"parse": float})
     """Seconds after which the view counts as stale; unset means twice the refresh interval."""
-    retention: str = "13 months"
-    """How long pg_partman keeps monthly partitions before dropping them."""
-    premake: int = 4
-    """How many monthly partitions pg_partman keeps ready ahead (and creates behind)."""
+    retention: str = field(default="13 months", metadata={"parse": retention_interval})
+    """How long pg_partman keeps monthly partitions before dropping them: at least one month
+    (see :func:`retention_interval`), kept in canonical form."""
+    premake: int = field(default=4, metadata={"parse": premake_count})
+    """How many monthly partitions pg_partman keeps ready ahead (and creates behind); >= 1."""
     dev_dir: Path | None = field(default=None, metadata={"parse": Path})
     """Folder of the embedded development cluster; unset means ``.acgs`` in the project."""
     cron_database: str = "postgres"
@@ -110,6 +180,18 @@ class Settings:
     tenant_role: str = field(default="acgs_tenant", metadata={"parse": _identifier})
     """Group role of tenant logins: each sees only the tenant its login is bound to
     (``acgs-db tenant-login grant``)."""
+
+    def __post_init__(self) -> None:
+        """Settings that can drop data are checked however the object is built (from the
+        environment, ``from_env(**overrides)`` or the constructor); retention is stored in its
+        canonical form."""
+        for name, check in _VALIDATED.items():
+            value = getattr(self, name)
+            try:
+                canonical = check(value)
+            except ValueError as exc:
+                raise ConfigurationError(f"{PREFIX}{name.upper()}={value!r}: {exc}") from None
+            object.__setattr__(self, name, canonical)
 
     @property
     def staleness(self) -> timedelta:

@@ -41,7 +41,11 @@ QUERIES: dict[str, str] = {
     """,
     "columns": """
         SELECT format('%s.%s #%s %s notnull=%s default=%s identity=%s generated=%s',
-                      c.relname, a.attname, a.attnum, format_type(a.atttypid, a.atttypmod),
+                      c.relname, a.attname,
+                      -- the position among live columns: a column dropped by a downgrade and
+                      -- added again by an upgrade gets a new attnum but the same place
+                      row_number() OVER (PARTITION BY a.attrelid ORDER BY a.attnum),
+                      format_type(a.atttypid, a.atttypmod),
                       a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attidentity,
                       a.attgenerated)
         FROM pg_attribute a

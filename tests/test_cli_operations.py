@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from acgs_db import schema
 from acgs_db.devdb import free_port
 
 VIEW = "tenant_constitutional_metrics_24h"
@@ -225,3 +226,119 @@ def test_schedule_refuses_what_it_cannot_do(
 ) -> None:
     done = _cli(database_url, "schedule", *args)
     assert (done.returncode, done.stdout, done.stderr.splitlines()) == (status, "", [message])
+
+
+# -- downgrade ------------------------------------------------------------------------------
+
+
+def _tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+            " AND relkind IN ('r', 'p')"
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
+def _revision(url: str) -> str | None:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    return None if row is None else row[0]
+
+
+def test_downgrade_needs_a_revision_and_drops_nothing_without_one(store: str) -> None:
+    before = _tables(store)
+    done = _cli(store, "downgrade")
+    assert done.returncode == 2
+    assert "Missing option '--revision'" in done.stderr
+    assert "Usage:" in done.stderr
+    assert _tables(store) == before
+    assert _revision(store) == schema.head_revision()
+
+
+def test_downgrade_of_empty_tables_needs_no_confirmation(store: str) -> None:
+    done = _cli(store, "downgrade", "--revision", "0003_rollup")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert "undone: " in done.stdout and "0004_batches" in done.stdout
+    assert _revision(store) == "0003_rollup"
+    assert "ingest_batches" not in _tables(store)
+
+
+def test_downgrade_that_would_drop_rows_needs_yes(store: str) -> None:
+    with psycopg.connect(store) as conn:
+        conn.execute(
+            "INSERT INTO constitutional_validations (tenant_id, decision_id, compliance_score)"
+            " SELECT 't', 'd' || i, 0.5 FROM generate_series(1, 25) i"
+        )
+        conn.execute("INSERT INTO ingest_batches (batch_id, rows) VALUES ('b', 25)")
+    before = _tables(store)
+    done = _cli(store, "downgrade", "--revision", "base")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith("error: downgrade to base would drop tables that hold rows: ")
+    assert "constitutional_validations (25 rows, exact)" in line
+    assert "ingest_batches (1 rows, exact)" in line
+    assert "validation_rollup_delta (1 rows, exact)" in line  # what the trigger filled
+    assert "decision_validation_cache" not in line  # empty
+    assert line.endswith("nothing was dropped (pass --yes to drop them)")
+    assert _tables(store) == before
+    assert _revision(store) == schema.head_revision()
+
+    done = _cli(store, "downgrade", "--revision", "base", "--yes")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert _revision(store) is None
+    assert {"constitutional_validations", "ingest_batches"}.isdisjoint(_tables(store))
+
+
+def test_downgrade_plan_counts_exactly_up_to_a_cap_then_estimates(store: str) -> None:
+    with psycopg.connect(store) as conn:
+        conn.execute(
+            "INSERT INTO ingest_batches (batch_id) SELECT 'b' || i FROM generate_series(1, %s) i",
+            (schema.ROWS_COUNTED + 5,),
+        )
+        conn.execute("ANALYZE ingest_batches")
+    plan = schema.downgrade_plan(store, "0003_rollup")
+    assert plan.current == schema.head_revision()
+    assert plan.revisions[-1] == "0004_batches"
+    [rows] = plan.tables_with_rows
+    assert (rows.table, rows.exact) == ("ingest_batches", False)
+    assert rows.rows > schema.ROWS_COUNTED
+    assert "estimated" in rows.describe()
+
+
+def test_the_ledger_downgrade_refuses_while_batches_are_prepared(store: str) -> None:
+    """A part 0 left prepared on purpose (it holds its ledger row): 0004's downgrade stops
+    before DROP TABLE (which would wait on the part's lock for ever) and names the remedy."""
+    gid = "acgs_db:2f1c6d7e-0000-4000-8000-000000000001:0"
+    done = _cli(store, "downgrade", "--revision", "0004_batches")
+    assert done.returncode == 0, done.stderr
+    with psycopg.connect(store) as conn:
+        conn.execute(
+            "INSERT INTO ingest_batches (batch_id, parts, token) VALUES"
+            " ('left', 2, '2f1c6d7e-0000-4000-8000-000000000001')"
+        )
+        conn.execute(f"PREPARE TRANSACTION '{gid}'")
+    try:
+        env = {**_env(store), "PGOPTIONS": "-c lock_timeout=10s"}  # a failure, not a hang
+        done = subprocess.run(
+            [sys.executable, "-m", "acgs_db", "downgrade", "--revision", "0003_rollup", "--yes"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 1
+        assert done.stdout == ""
+        assert len(done.stderr.splitlines()) == 1, done.stderr
+        [line] = done.stderr.splitlines()
+        assert "bulk-insert batches are prepared but not finished" in line
+        assert "acgs-db recover" in line
+        assert _revision(store) == "0004_batches"
+        assert "ingest_batches" in _tables(store)
+    finally:
+        with psycopg.connect(store, autocommit=True) as conn:
+            conn.execute(f"ROLLBACK PREPARED '{gid}'")
+    done = _cli(store, "downgrade", "--revision", "0003_rollup")
+    assert done.returncode == 0, done.stderr
+    assert "ingest_batches" not in _tables(store)

@@ -59,6 +59,7 @@ DOCUMENTED = {
         "tenant_metrics_24h_current": "AccessExclusiveLock",
         "template_*_constitutional_validations": "AccessExclusiveLock",
     },
+    "0009_batch_digest": {"ingest_batches": "AccessExclusiveLock"},
 }
 
 LOCKS = text(
@@ -124,3 +125,37 @@ def test_locks_on_existing_relations_are_as_documented(
             ):
                 strongest[key] = mode
     assert {key: strongest.get(key) for key in allowed} == allowed  # the docs are exact
+
+
+def test_the_digest_column_waits_for_a_busy_ledger_by_retries(fresh_database: str) -> None:
+    """0009 asks for its ACCESS EXCLUSIVE lock with a 1 s lock_timeout and retries: a bulk
+    insert holding the ledger for longer than one timeout (about 2.5 s here) makes it retry,
+    and it succeeds once the holder commits, where a single attempt would have failed with a
+    lock timeout."""
+    import threading
+    import time
+
+    import psycopg
+
+    schema.upgrade(fresh_database, "0006_statistics")
+    with psycopg.connect(fresh_database) as holder:
+        holder.execute("INSERT INTO ingest_batches (batch_id) VALUES ('busy')")
+        failures: list[BaseException] = []
+
+        def migrate() -> None:
+            try:
+                schema.upgrade(fresh_database, "0009_batch_digest")
+            except BaseException as exc:  # reported below
+                failures.append(exc)
+
+        thread = threading.Thread(target=migrate)
+        thread.start()
+        time.sleep(2.5)
+        assert thread.is_alive()  # still retrying
+        holder.commit()
+        thread.join(timeout=60)
+    assert failures == []
+    with psycopg.connect(fresh_database) as conn:
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        assert row == ("0009_batch_digest",)
+        assert conn.execute("SELECT digest FROM ingest_batches").fetchall() == [(None,)]

@@ -53,3 +53,72 @@ def test_keyword_overrides_win_over_the_environment() -> None:
 def test_malformed_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigurationError, match=name):
         Settings.from_env({name: value})
+
+
+# -- settings that pg_partman acts on: retention and premake --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "canonical"),
+    [
+        ("13 months", "13 months"),
+        ("1 year", "12 months"),
+        ("2 years 6 months", "30 months"),
+        ("400 days", "400 days"),
+        ("31 days", "31 days"),
+        ("5 weeks", "35 days"),
+        ("1 month 5 days", "1 month 5 days"),
+        ("  1 Mon ", "1 month"),
+    ],
+)
+def test_a_retention_of_at_least_a_month_is_kept_canonical(value: str, canonical: str) -> None:
+    assert Settings.from_env({"ACGS_RETENTION": value}).retention == canonical
+    assert Settings.from_env({}, retention=value).retention == canonical
+    assert Settings(retention=value).retention == canonical
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("13", "bare number"),
+        ("0.5", "bare number"),
+        ("13 hours", "hours, minutes and seconds are refused"),
+        ("600 minutes", "hours, minutes and seconds are refused"),
+        ("1 month 3 seconds", "hours, minutes and seconds are refused"),
+        ("0 months", "shorter than one month"),
+        ("30 days", "shorter than one month"),
+        ("4 weeks", "shorter than one month"),
+        ("-13 months", "negative"),
+        ("1 year -1 month", "negative"),
+        ("thirteen months", "whole years, months, weeks or days"),
+        ("13 months; DROP TABLE x", "whole years, months, weeks or days"),
+        ("200 years", "longer than 100 years"),
+    ],
+)
+def test_a_retention_that_could_drop_data_by_accident_is_refused(value: str, reason: str) -> None:
+    expected = f"ACGS_RETENTION={value!r}: .*{reason}"
+    with pytest.raises(ConfigurationError, match=expected):
+        Settings.from_env({"ACGS_RETENTION": value})
+    with pytest.raises(ConfigurationError, match=expected):
+        Settings.from_env({}, retention=value)
+    with pytest.raises(ConfigurationError, match=expected):
+        Settings(retention=value)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "x", "1.5", ""])
+def test_premake_must_be_a_whole_number_of_at_least_one(value: str) -> None:
+    if value == "":  # unset: the default
+        assert Settings.from_env({"ACGS_PREMAKE": value}).premake == 4
+        return
+    with pytest.raises(ConfigurationError, match=f"ACGS_PREMAKE={value!r}"):
+        Settings.from_env({"ACGS_PREMAKE": value})
+
+
+def test_premake_given_in_python_is_checked_too() -> None:
+    assert Settings.from_env({"ACGS_PREMAKE": "2"}).premake == 2
+    assert Settings(premake=1).premake == 1
+    for bad in (0, -3, True, 2.0):
+        with pytest.raises(ConfigurationError, match="ACGS_PREMAKE="):
+            Settings(premake=bad)  # type: ignore[arg-type]
+        with pytest.raises(ConfigurationError, match="ACGS_PREMAKE="):
+            Settings.from_env({}, premake=bad)

@@ -50,14 +50,14 @@ def test_alembic_check_finds_no_drift_at_head(migrated_database: str) -> None:
 
 def test_alembic_check_names_what_differs(migrated_database: str) -> None:
     with psycopg.connect(migrated_database, autocommit=True) as conn:
-        conn.execute("ALTER TABLE ingest_batches ADD COLUMN digest bytea")
+        conn.execute("ALTER TABLE ingest_batches ADD COLUMN spare bytea")
         conn.execute("ALTER TABLE ingest_batches ALTER COLUMN parts TYPE bigint")
         conn.execute("CREATE TABLE tenant_bindings (tenant_id varchar(50) PRIMARY KEY)")
         conn.execute("DROP INDEX validation_rollup_bucket")
         # partitions, pg_partman's objects and the views stay out of the comparison
         conn.execute("CALL acgs_partition_maintenance()")
     found = drift(migrated_database)
-    assert "op.drop_column('ingest_batches', 'digest')" in found
+    assert "op.drop_column('ingest_batches', 'spare')" in found
     assert "op.alter_column('ingest_batches', 'parts'" in found and "type_=sa.Integer()" in found
     assert "op.drop_table('tenant_bindings')" in found
     assert "op.create_index('validation_rollup_bucket', 'validation_rollup', ['bucket']" in found

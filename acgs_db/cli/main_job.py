@@ -6,9 +6,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from sqlalchemy.exc import DBAPIError
 
 from acgs_db import schema
-from acgs_db.cli._common import app, console, friendly_errors, run
+from acgs_db.cli._common import app, console, err, friendly_errors, run
 from acgs_db.cli._common import settings as _settings
 from acgs_db.devdb import DevCluster, database_url
 from acgs_db.settings import Settings
@@ -72,9 +73,44 @@ def migrate(revision: Annotated[str, typer.Option(help="Target revision.")] = "h
 
 @app.command()
 @friendly_errors
-def downgrade(revision: Annotated[str, typer.Option(help="Target revision.")] = "base") -> None:
-    """Revert the Alembic migrations (default: all of them)."""
-    schema.downgrade(database_url(_settings()), revision)
+def downgrade(
+    revision: Annotated[
+        str,
+        typer.Option(help="Target revision (required): a revision id, -1, or base (all)."),
+    ],
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Drop tables that hold rows (their data is lost).")
+    ] = False,
+) -> None:
+    """Revert the Alembic migrations down to --revision.
+
+    Refused, dropping nothing, when a table the downgrade would drop holds rows, unless --yes."""
+    url = database_url(_settings())
+    plan = schema.downgrade_plan(url, revision)
+    if plan.tables_with_rows and not yes:
+        tables = ", ".join(rows.describe() for rows in plan.tables_with_rows)
+        err.print(
+            f"[red]error:[/red] downgrade to {revision} would drop tables that hold rows: "
+            f"{tables}; nothing was dropped (pass --yes to drop them)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
+    try:
+        schema.downgrade(url, revision)
+    except DBAPIError as exc:  # a migration refused (e.g. batches still prepared): one line
+        diag = getattr(exc.orig, "diag", None)
+        message = getattr(diag, "message_primary", None) or str(exc.orig).splitlines()[0]
+        hint = getattr(diag, "message_hint", None)
+        err.print(
+            f"[red]error:[/red] downgrade to {revision} failed: {message}"
+            + (f" (hint: {hint})" if hint else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from None
+    undone = ", ".join(plan.revisions) or "nothing"
+    console.print(f"downgraded to {revision} (undone: {undone})", highlight=False)
 
 
 # -- the main job ---------------------------------------------------------------------------

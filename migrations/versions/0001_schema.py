@@ -24,6 +24,10 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
+# Tables holding data that downgrade() drops: `acgs-db downgrade` refuses (without --yes)
+# while any of them holds rows (acgs_db.schema.downgrade_plan).
+DROPS_ON_DOWNGRADE = ("constitutional_validations", "decision_validation_cache")
+
 PARTMAN_VERSION_TYPE = (
     "(SELECT CASE WHEN split_part(extversion, '.', 1)::int >= 5 THEN 'range' ELSE 'native' END"
     " FROM pg_extension WHERE extname = 'pg_partman')"

@@ -12,6 +12,9 @@ committed first: that committed row is the commit decision ``acgs-db recover`` r
 crash between the COMMIT PREPAREDs.
 
 Lock levels: creates a new table only.
+
+Downgrade: refused while prepared transactions of multi-connection batches (gid
+``acgs_db:...``) are pending in this database: ``acgs-db recover`` settles them first.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ revision = "0004_batches"
 down_revision = "0003_rollup"
 branch_labels = None
 depends_on = None
+
+# Tables holding data that downgrade() drops: `acgs-db downgrade` refuses (without --yes)
+# while any of them holds rows (acgs_db.schema.downgrade_plan).
+DROPS_ON_DOWNGRADE = ("ingest_batches",)
 
 
 def upgrade() -> None:
@@ -40,4 +47,21 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # A prepared part of a multi-connection batch needs the ledger to be settled (its part 0
+    # row is the commit decision), and holds a lock DROP TABLE would wait on for ever.
+    op.execute(
+        """
+        DO $check$
+        BEGIN
+            IF EXISTS (SELECT 1 FROM pg_prepared_xacts
+                       WHERE left(gid, 8) = 'acgs_db:' AND database = current_database()) THEN
+                RAISE EXCEPTION 'bulk-insert batches are prepared but not finished; dropping '
+                                'ingest_batches would lose their commit decision'
+                    USING HINT = 'Run acgs-db recover (it commits decided batches and rolls '
+                                 'back the others), then downgrade again.';
+            END IF;
+        END
+        $check$
+        """
+    )
     op.execute("DROP TABLE ingest_batches")

@@ -1,2 +1,3 @@
--- Record how many rows the batch wrote, in the same transaction as the rows.
-UPDATE ingest_batches SET rows = $2 WHERE batch_id = $1
+-- Record how many rows the batch wrote and their digest (acgs_db.digest), in the same
+-- transaction as the rows.
+UPDATE ingest_batches SET rows = $2, digest = $3 WHERE batch_id = $1
