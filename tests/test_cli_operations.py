@@ -194,7 +194,8 @@ def test_schedule_and_unschedule_print_a_line_per_job(store: str) -> None:
         f"'*/10 * * * *', in database {database}): SELECT \"public\".refresh_tenant_metrics_24h()"
     )
     assert maintenance.endswith(
-        f"'7 * * * *', in database {database}): CALL \"public\".acgs_partition_maintenance()"
+        f"'7 * * * *', in database {database}): CALL \"public\".acgs_partition_maintenance("
+        "p_lock_timeout => '2 s', p_retries => 5)"
     )
 
     gone = _cli(store, "schedule", "--unschedule")

@@ -48,6 +48,7 @@ DOCUMENTED = {
         "constitutional_validations": "ShareUpdateExclusiveLock",
         "constitutional_validations_*": "ShareUpdateExclusiveLock",  # every partition
     },
+    "0008_lock_timeouts": {},
 }
 
 LOCKS = text(
