@@ -14,6 +14,7 @@ import orjson
 from acgs_db.devdb import database_url
 from acgs_db.records import JsonDocument
 from acgs_db.settings import Settings
+from acgs_db.timeouts import milliseconds
 
 # Server-side TCP keepalives from the seed: a dead client is noticed within about 11 minutes.
 KEEPALIVES = {
@@ -77,6 +78,12 @@ def pool_options(settings: Settings) -> dict[str, Any]:
         "server_settings": {
             "application_name": settings.application_name,
             "search_path": f'"{settings.schema}"',
+            # Server-side bounds (the client's command_timeout cannot cancel a statement whose
+            # client is gone, nor end a session idling in a transaction with locks held).
+            "statement_timeout": milliseconds(settings.statement_timeout),
+            "idle_in_transaction_session_timeout": milliseconds(
+                settings.idle_in_transaction_timeout
+            ),
             **KEEPALIVES,
         },
         "init": init_connection,
