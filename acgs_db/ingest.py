@@ -33,6 +33,7 @@ from acgs_db.errors import BulkInsertError, ConfigurationError, InvalidRecordErr
 from acgs_db.records import COPY_COLUMNS, Limits, ValidationRecord, check_text, row_checker
 from acgs_db.resources import load_sql
 from acgs_db.schema import VALIDATIONS_TABLE
+from acgs_db.timeouts import set_statement_timeout
 
 Records = Iterable[ValidationRecord] | AsyncIterable[ValidationRecord]
 Row = tuple[Any, ...]
@@ -237,6 +238,7 @@ class Ingest:
         counter = [0]
         try:
             async with conn.transaction():
+                await set_statement_timeout(conn, self._timeout)
                 if tenant is not None:
                     await conn.execute(load_sql("queries/set_tenant"), tenant)
                 now, staged = await conn.fetchrow(load_sql("queries/copy_start"))
@@ -296,6 +298,7 @@ class Ingest:
                 )
             for conn in conns:
                 await conn.execute("BEGIN")
+                await set_statement_timeout(conn, self._timeout)
                 if tenant is not None:
                     await conn.execute(load_sql("queries/set_tenant"), tenant)
             now, staged = await conns[0].fetchrow(load_sql("queries/copy_start"))
