@@ -169,6 +169,9 @@ def test_maintain_reports_the_rows_it_moved_and_exits_0(store: str) -> None:
     assert lines[0].startswith("maintained public.constitutional_validations in ")
     assert lines[0].endswith("2 rows moved out of the default partition")
     assert any(line.startswith("moved 2 rows (") for line in lines)
+    assert lines[-1] == (
+        "recovered prepared bulk-insert parts older than 60 s: committed 0, rolled back 0"
+    )
 
 
 def test_maintain_of_an_unmigrated_database_is_one_error_line(fresh_database: str) -> None:
