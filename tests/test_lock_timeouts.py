@@ -150,14 +150,16 @@ def test_a_migration_behind_a_long_reader_never_queues_the_table_and_succeeds_af
     assert retries and all(m.startswith("migration 0005_roles (upgrade) waited") for m in retries)
 
 
-def test_a_migration_that_keeps_timing_out_names_the_reader_and_writes_nothing(
-    at_0004: str, monkeypatch: pytest.MonkeyPatch
+def test_a_migration_that_keeps_timing_out_names_the_reader_and_keeps_what_went_before(
+    fresh_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    at_0003 = fresh_database
+    schema.upgrade(at_0003, "0003_rollup")
     monkeypatch.setenv("ACGS_LOCK_TIMEOUT", "0.2")
     monkeypatch.setenv("ACGS_LOCK_RETRIES", "1")
-    with _long_reader(at_0004) as reader:
+    with _long_reader(at_0003) as reader:
         with pytest.raises(LockTimeoutError) as caught:
-            schema.upgrade(at_0004, "head")
+            schema.upgrade(at_0003, "head")  # 0004 locks nothing that exists; 0005 does
         pid = _reader_pid(reader)
 
     message = str(caught.value)
@@ -167,9 +169,10 @@ def test_a_migration_that_keeps_timing_out_names_the_reader_and_writes_nothing(
     assert "AccessShareLock on public.constitutional_validations" in message
     assert [b.pid for b in caught.value.blockers] == [pid]
     assert "\n" not in message
-    assert _version(at_0004) == "0004_batches"  # the failed revision rolled back, none after
-    schema.upgrade(at_0004, "head")  # and without the reader it goes through
-    assert _version(at_0004) == schema.head_revision()
+    # Each migration commits on its own: 0004 stays, the failed 0005 rolled back, none after.
+    assert _version(at_0003) == "0004_batches"
+    schema.upgrade(at_0003, "head")  # and without the reader it goes through
+    assert _version(at_0003) == schema.head_revision()
 
 
 def test_a_downgrade_behind_a_long_reader_gives_up_too(
