@@ -153,10 +153,10 @@ def parent_table(settings: Settings) -> str:
 def maintenance_arguments(settings: Settings) -> dict[str, sql.Composable]:
     """The placeholders of ``sql/maintenance/maintain.sql``: the schema, ACGS_LOCK_TIMEOUT and
     ACGS_LOCK_RETRIES (also the pg_cron job's command, so they are literals)."""
-    seconds = f"{settings.lock_timeout:.3f}".rstrip("0").rstrip(".")
+    ms = max(1, round(settings.lock_timeout * 1000))  # whole milliseconds, as lock_timeout
     return {
         "schema": sql.Identifier(settings.schema),
-        "lock_timeout": sql.Literal(f"{seconds} s"),
+        "lock_timeout": sql.Literal(f"{ms / 1000:g} s"),
         "retries": sql.Literal(settings.lock_retries),
     }
 
