@@ -53,6 +53,7 @@ from acgs_db.pooler import MULTI_CONNECTION_COPY
 from acgs_db.records import COPY_COLUMNS, Limits, ValidationRecord, check_text, row_checker
 from acgs_db.resources import load_sql
 from acgs_db.schema import VALIDATIONS_TABLE
+from acgs_db.timeouts import set_statement_timeout
 
 Records = Iterable[ValidationRecord] | AsyncIterable[ValidationRecord]
 Row = tuple[Any, ...]
@@ -284,6 +285,7 @@ class Ingest:
         digest = BatchDigest() if batch_id is not None else None
         try:
             async with conn.transaction():
+                await set_statement_timeout(conn, self._timeout)
                 now, staged = await conn.fetchrow(load_sql("queries/copy_start"))
                 if batch_id is not None:
                     claimed = await conn.fetchval(
@@ -368,6 +370,7 @@ class Ingest:
                 )
             for conn in conns:
                 await conn.execute("BEGIN")
+                await set_statement_timeout(conn, self._timeout)
             now, staged = await conns[0].fetchrow(load_sql("queries/copy_start"))
             if staged:
                 raise ConfigurationError(

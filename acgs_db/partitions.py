@@ -1,20 +1,27 @@
 """Partition maintenance of ``constitutional_validations`` (pg_partman 4.7), with a report.
 
-:func:`maintain` calls ``acgs_partition_maintenance()`` (migration 0002), the procedure pg_cron
-and ``scripts/partman-maintenance.sh`` call too: it moves the rows stranded in the default
-partition into partitions of their own (``partman.partition_data_proc``, ``p_wait => 0``), then
-runs ``partman.run_maintenance_proc()``, which keeps the premade partitions ahead and drops those
-older than the retention. Rows left in the default make every later maintenance run fail once one
-of them lies in a partition maintenance wants to create, and rows older than every partition
+:func:`maintain` calls ``acgs_partition_maintenance()`` (migrations 0002, 0006, 0008), the
+procedure pg_cron and ``scripts/partman-maintenance.sh`` call too: it moves the rows stranded in
+the default partition into partitions of their own (``partman.partition_data_time``, one
+partition per transaction), then runs ``partman.run_maintenance(<this table>)``, which keeps the
+premade partitions ahead and drops those older than the retention, then gives new partitions
+their planner statistics. Rows left in the default make every later maintenance run fail once
+one of them lies in a partition maintenance wants to create, and rows older than every partition
 escape retention for good, so the move comes first.
+
+Every step runs under ``lock_timeout`` (``ACGS_LOCK_TIMEOUT``) and is retried with backoff
+(``ACGS_LOCK_RETRIES`` times) when it times out, so that a long-running reader never makes every
+other session queue behind maintenance; the report says how many retries it took, and the last
+failure names the sessions holding locks on the table.
 
 Rows older than the retention are moved like the others, and retention then drops their new
 partition in the same run: they are deleted, as they would have been had they arrived in time.
 The report says how many.
 
-Both procedures COMMIT, so the call runs on an autocommit connection of its own, closed
-afterwards: a failed ``run_maintenance_proc`` leaves its session-level advisory lock held until
-its session ends, and meanwhile every other session's maintenance silently does nothing (the
+The procedure COMMITs, so the call runs on an autocommit connection of its own, closed
+afterwards. pg_partman's advisory lock is transaction-scoped in ``run_maintenance``; a session
+whose own ``CALL partman.run_maintenance_proc()`` failed still keeps that procedure's
+session-level lock, and meanwhile every other session's maintenance silently does nothing (the
 report then names the session that holds it).
 """
 
@@ -38,6 +45,7 @@ from acgs_db.settings import Settings
 _TABLE_STATEMENT = re.compile(r'SQL statement "((?:ALTER|CREATE|DROP) TABLE [^"]*)"')
 _MAINTENANCE_BUSY = "Partman maintenance already running"
 _MOVE_BUSY = "partition_data_proc already running"
+_RETRIES = re.compile(r"^acgs_partition_maintenance: lock retries: (\d+)$")
 
 
 class MaintenanceError(AcgsDbError):
@@ -73,6 +81,10 @@ class MaintenanceReport:
     skipped: str | None = None
     """Why pg_partman did nothing (another session holds its lock), else None."""
     notices: tuple[str, ...] = field(default=())
+    lock_retries: int = 0
+    """How many times a step hit the lock timeout and was tried again."""
+    lock_timeout: float | None = None
+    """The lock timeout of the run, seconds."""
 
     @property
     def rows_moved(self) -> int:
@@ -95,6 +107,12 @@ class MaintenanceReport:
         ]
         if self.skipped:
             out.append(f"skipped: {self.skipped}")
+        if self.lock_retries:
+            timeout = f" of {self.lock_timeout:g} s" if self.lock_timeout else ""
+            out.append(
+                f"waited for locks: {_count(self.lock_retries, 'retry')} after the lock"
+                f" timeout{timeout} (another session held a lock on the table)"
+            )
         out.extend(
             f"moved {_count(m.rows, 'row')} ({_span(m)}) into {m.partition}"
             + (" (dated in the future: check the writers' clocks)" if m.last > self.ran_at else "")
@@ -117,7 +135,9 @@ class MaintenanceReport:
 
 
 def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+    if n == 1:
+        return f"{n} {noun}"
+    return f"{n} {noun[:-1]}ies" if noun.endswith("y") else f"{n} {noun}s"
 
 
 def _span(m: MovedRows) -> str:
@@ -128,6 +148,17 @@ def _span(m: MovedRows) -> str:
 def parent_table(settings: Settings) -> str:
     """pg_partman's name of the validations table: ``<schema>.constitutional_validations``."""
     return f"{settings.schema}.{VALIDATIONS_TABLE}"
+
+
+def maintenance_arguments(settings: Settings) -> dict[str, sql.Composable]:
+    """The placeholders of ``sql/maintenance/maintain.sql``: the schema, ACGS_LOCK_TIMEOUT and
+    ACGS_LOCK_RETRIES (also the pg_cron job's command, so they are literals)."""
+    ms = max(1, round(settings.lock_timeout * 1000))  # whole milliseconds, as lock_timeout
+    return {
+        "schema": sql.Identifier(settings.schema),
+        "lock_timeout": sql.Literal(f"{ms / 1000:g} s"),
+        "retries": sql.Literal(settings.lock_retries),
+    }
 
 
 def maintain(url: str, settings: Settings | None = None) -> MaintenanceReport:
@@ -145,9 +176,7 @@ def maintain(url: str, settings: Settings | None = None) -> MaintenanceReport:
             default = _default_partition(conn, parent)
             plan = _plan(conn, parent, default) if default else []
             conn.execute(
-                sql.SQL(load_sql("maintenance/maintain")).format(
-                    schema=sql.Identifier(settings.schema)
-                )
+                sql.SQL(load_sql("maintenance/maintain")).format(**maintenance_arguments(settings))
             )
             after = _partitions(conn, parent)
             left = _default_count(conn, default) if default else 0
@@ -170,7 +199,15 @@ def maintain(url: str, settings: Settings | None = None) -> MaintenanceReport:
         duration_s=time.perf_counter() - started,
         skipped=skipped,
         notices=tuple(notices),
+        lock_retries=_lock_retries(notices),
+        lock_timeout=settings.lock_timeout,
     )
+
+
+def _lock_retries(notices: Sequence[str]) -> int:
+    """The procedure's count of retries after a lock timeout (its last NOTICE)."""
+    counts = [int(m.group(1)) for n in notices if (m := _RETRIES.match(n))]
+    return counts[-1] if counts else 0
 
 
 def _collect(notices: list[str]) -> Callable[[psycopg.errors.Diagnostic], None]:

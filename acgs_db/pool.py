@@ -16,6 +16,7 @@ from acgs_db.devdb import database_url
 from acgs_db.pooler import checked_schema
 from acgs_db.records import JsonDocument
 from acgs_db.settings import Settings
+from acgs_db.timeouts import milliseconds
 
 # Server-side TCP keepalives from the seed: a dead client is noticed within about 11 minutes.
 KEEPALIVES = {
@@ -81,7 +82,17 @@ def pool_options(settings: Settings) -> dict[str, Any]:
     pooled = settings.pooler != "none"
     server_settings = {"application_name": settings.application_name}
     if not pooled:
-        server_settings |= {"search_path": f'"{settings.schema}"', **KEEPALIVES}
+        server_settings |= {
+            "search_path": f'"{settings.schema}"',
+            # Server-side bounds (the client's command_timeout cannot cancel a statement whose
+            # client is gone, nor end a session idling in a transaction with locks held).
+            # Behind PgBouncer, give them to the login instead (ALTER ROLE ... SET).
+            "statement_timeout": milliseconds(settings.statement_timeout),
+            "idle_in_transaction_session_timeout": milliseconds(
+                settings.idle_in_transaction_timeout
+            ),
+            **KEEPALIVES,
+        }
     return {
         "min_size": settings.pool_min_size,
         "max_size": settings.pool_max_size,

@@ -4,7 +4,14 @@ The refresh itself is the database function ``refresh_tenant_metrics_24h()``: it
 transaction-scoped advisory lock (so one refresh runs at a time across every process and host;
 the others return false at once), refreshes plainly while the view is unpopulated and
 CONCURRENTLY afterwards. This module calls it once (:meth:`MetricsRefresher.refresh_once`, for
-cron) or in a loop with backoff (:meth:`MetricsRefresher.start`).
+cron) or in a loop with backoff (:meth:`MetricsRefresher.start`). The refresh runs in a
+transaction of its own whose ``statement_timeout`` is the refresh's timeout (pool sessions run
+under the shorter ACGS_STATEMENT_TIMEOUT).
+
+The loop also settles, at most once per interval, the prepared parts of multi-connection bulk
+inserts whose writer died (:meth:`MetricsRefresher.recover_once`, the repository's
+``recover_prepared`` for parts older than ACGS_RECOVER_AFTER), so that none holds its locks
+and rows until an operator runs ``acgs-db recover``.
 """
 
 from __future__ import annotations
@@ -15,15 +22,17 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import asyncpg
 
 from acgs_db.resources import load_sql
 from acgs_db.settings import Settings
+from acgs_db.timeouts import set_statement_timeout
 
 if TYPE_CHECKING:
+    from acgs_db.ingest import RecoveryReport
     from acgs_db.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -53,6 +62,16 @@ class RefresherStatus:
     running: bool = False
     fold_lag_s: float | None = None
     """Age of the oldest write not yet folded into the rollup, read after each attempt."""
+    last_recovery: datetime | None = None
+    """When the loop last settled left-over prepared parts of bulk inserts (None: never)."""
+    last_recovery_committed: int = 0
+    """Prepared parts that recovery committed (their batch was decided), last time."""
+    last_recovery_rolled_back: int = 0
+    """Prepared parts that recovery rolled back (their batch was not decided), last time."""
+    recovered: int = 0
+    """Prepared parts settled (committed or rolled back) since the start."""
+    recovery_failures: int = 0
+    last_recovery_error: str | None = None
 
 
 class MetricsRefresher:
@@ -74,6 +93,7 @@ class MetricsRefresher:
         timeout: float = 900.0,
         backoff_initial: float = 1.0,
         metrics: Metrics | None = None,
+        recover: bool = True,
     ) -> None:
         self._pool = pool
         self._settings = settings or Settings.from_env()
@@ -83,6 +103,8 @@ class MetricsRefresher:
         self._timeout = timeout
         self._backoff_initial = backoff_initial
         self._metrics = metrics
+        self._recover = recover
+        self._recovered_at: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.status = RefresherStatus()
@@ -91,9 +113,11 @@ class MetricsRefresher:
         """Refresh now (or skip when another refresher holds the lock); raise on failure."""
         started = time.perf_counter()
         try:
-            refreshed = bool(
-                await self._pool.fetchval(load_sql("queries/refresh"), timeout=self._timeout)
-            )
+            async with self._pool.acquire() as conn, conn.transaction():
+                await set_statement_timeout(conn, self._timeout)
+                refreshed = bool(
+                    await conn.fetchval(load_sql("queries/refresh"), timeout=self._timeout)
+                )
         except Exception as exc:
             self._record_failure(exc)
             raise
@@ -113,6 +137,45 @@ class MetricsRefresher:
         if self._metrics is not None:
             self._metrics.fold_lag.set(lag)
         return lag
+
+    async def recover_once(self) -> RecoveryReport:
+        """Settle prepared parts older than ACGS_RECOVER_AFTER now (commit those of decided
+        batches, roll back the others) and record it in :attr:`status`; raise on failure."""
+        from acgs_db.repository import ValidationRepository
+
+        self._recovered_at = time.monotonic()
+        older_than = timedelta(seconds=self._settings.recover_after)
+        status = self.status
+        try:
+            repo = ValidationRepository(self._pool, self._settings)
+            report = await repo.recover_prepared(older_than)
+        except Exception as exc:
+            status.recovery_failures += 1
+            status.last_recovery_error = f"{type(exc).__name__}: {exc}"
+            raise
+        status.last_recovery = datetime.now(UTC)
+        status.last_recovery_committed = len(report.committed)
+        status.last_recovery_rolled_back = len(report.rolled_back)
+        status.recovered += len(report.committed) + len(report.rolled_back)
+        status.last_recovery_error = None
+        return report
+
+    async def _recover_when_due(self) -> None:
+        """Recovery at most once per interval (the loop runs more often after failures)."""
+        due = self._recovered_at is None or time.monotonic() - self._recovered_at >= self.interval
+        if not (self._recover and due):
+            return
+        try:
+            report = await self.recover_once()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("recovery of prepared bulk-insert parts failed: %s", _first_line(exc))
+            return
+        for gid in report.committed:
+            log.warning("recovered prepared bulk-insert part %s: committed", gid)
+        for gid in report.rolled_back:
+            log.warning("recovered prepared bulk-insert part %s: rolled back", gid)
 
     def _record_success(self, result: RefreshResult) -> None:
         status = self.status
@@ -162,6 +225,7 @@ class MetricsRefresher:
                     else:
                         log.info("skipped: another process is refreshing the 24-hour view")
                     delay = self.interval
+                await self._recover_when_due()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
         finally:

@@ -21,6 +21,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from acgs_db.errors import AcgsDbError, ConfigurationError, SchemaNotReadyError
+from acgs_db.partitions import maintenance_arguments
 from acgs_db.resources import load_sql
 from acgs_db.settings import Settings
 
@@ -165,7 +166,7 @@ def schedule(
                 .format(schema=schema)
                 .as_string(target),
                 MAINTENANCE: sql.SQL(load_sql("maintenance/maintain"))
-                .format(schema=schema)
+                .format(**maintenance_arguments(settings))
                 .as_string(target),
             }
         names = job_names(database, settings.schema)
@@ -212,7 +213,7 @@ def _check_target(conn: psycopg.Connection[Any], schema: str) -> str:
         load_sql("maintenance/cron_target"),
         {
             "refresh": f"{schema}.refresh_tenant_metrics_24h()",
-            "maintenance": f"{schema}.acgs_partition_maintenance(regclass)",
+            "maintenance": f"{schema}.acgs_partition_maintenance(regclass, interval, integer)",
         },
     ).fetchone()
     assert row is not None

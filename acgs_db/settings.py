@@ -7,6 +7,7 @@ explicit :class:`Settings` around instead of reading ``os.environ`` itself.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -20,6 +21,9 @@ from acgs_db.errors import ConfigurationError
 PREFIX = "ACGS_"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _T = TypeVar("_T")
+MAX_LOCK_TIMEOUT = 60.0
+"""Longest accepted ``ACGS_LOCK_TIMEOUT``: beyond a minute, a queue behind a strong lock is an
+outage, whatever the retries."""
 
 
 def _seconds(value: str) -> timedelta:
@@ -124,6 +128,27 @@ _VALIDATED: dict[str, Callable[[Any], Any]] = {
 }
 
 
+def _lock_timeout(value: str) -> float:
+    seconds = float(value)
+    if not 0 < seconds <= MAX_LOCK_TIMEOUT:
+        raise ValueError(f"expected seconds above 0 and at most {MAX_LOCK_TIMEOUT:g}")
+    return seconds
+
+
+def _retries(value: str) -> int:
+    count = int(value)
+    if count < 0:
+        raise ValueError("expected a count of 0 or more")
+    return count
+
+
+def _timeout(value: str) -> float:
+    seconds = float(value)
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ValueError("expected seconds, 0 or more (0: no limit)")
+    return seconds
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """All settings of acgs-db; build one with :meth:`from_env`."""
@@ -164,6 +189,20 @@ class Settings:
     (see :func:`retention_interval`), kept in canonical form."""
     premake: int = field(default=4, metadata={"parse": premake_count})
     """How many monthly partitions pg_partman keeps ready ahead (and creates behind); >= 1."""
+    lock_timeout: float = field(default=2.0, metadata={"parse": _lock_timeout})
+    """Seconds a migration step or the partition maintenance may wait for a table lock before
+    it gives up (and retries): while it waits, every reader and writer queues behind it."""
+    lock_retries: int = field(default=5, metadata={"parse": _retries})
+    """How many times a step that hit the lock timeout is tried again, with backoff."""
+    statement_timeout: float = field(default=30.0, metadata={"parse": _timeout})
+    """Server-side ``statement_timeout`` of pool sessions, seconds (0: none). COPY and the
+    refresh lift it for their own transaction."""
+    idle_in_transaction_timeout: float = field(default=60.0, metadata={"parse": _timeout})
+    """Server-side ``idle_in_transaction_session_timeout`` of pool sessions, seconds (0: none):
+    a session left idle in an open transaction is ended by the server, releasing its locks."""
+    recover_after: float = field(default=60.0, metadata={"parse": _timeout})
+    """Age in seconds after which the refresher and ``acgs-db maintain`` settle prepared parts
+    of a multi-connection bulk insert whose writer died."""
     dev_dir: Path | None = field(default=None, metadata={"parse": Path})
     """Folder of the embedded development cluster; unset means ``.acgs`` in the project."""
     cron_database: str = "postgres"

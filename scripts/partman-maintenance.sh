@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Partition maintenance of the audit store through psql, for system cron (see crontab.example).
 #
-# Calls <schema>.acgs_partition_maintenance() (migration 0002; pg_cron and `acgs-db maintain`
-# call it too): rows stranded in the default partition are moved into partitions of their own,
-# then CALL partman.run_maintenance_proc() makes the premade partitions and drops those older
-# than the retention, including any just made for stranded rows that old (they are deleted).
+# Calls <schema>.acgs_partition_maintenance() (migrations 0002, 0006, 0008; pg_cron and
+# `acgs-db maintain` call it too): rows stranded in the default partition are moved into
+# partitions of their own, then pg_partman's maintenance makes the premade partitions and drops
+# those older than the retention, including any just made for stranded rows that old (they are
+# deleted). Since migration 0008 every step runs under the procedure's default lock_timeout
+# (2 s) and is retried 5 times with backoff, so a long-running reader never queues the table.
 # On a database still at revision 0001 it runs CALL partman.run_maintenance_proc() alone.
 #
 # Database: ACGS_DATABASE_URL, else the embedded cluster's URL (acgs-db dev-db url).
@@ -27,7 +29,7 @@ fi
 # block (psql's default, autocommit).
 exec psql "$url" --no-psqlrc --quiet -v ON_ERROR_STOP=1 -v schema="${ACGS_SCHEMA:-public}" <<'SQL'
 SET client_min_messages = warning;
-SELECT to_regprocedure(:'schema' || '.acgs_partition_maintenance(regclass)') IS NOT NULL
+SELECT to_regproc(:'schema' || '.acgs_partition_maintenance') IS NOT NULL
        AS shared_procedure \gset
 \if :shared_procedure
 CALL :"schema".acgs_partition_maintenance();

@@ -168,6 +168,9 @@ def test_maintain_reports_the_rows_it_moved_and_exits_0(store: str) -> None:
     assert lines[0].startswith("maintained public.constitutional_validations in ")
     assert lines[0].endswith("2 rows moved out of the default partition")
     assert any(line.startswith("moved 2 rows (") for line in lines)
+    assert lines[-1] == (
+        "recovered prepared bulk-insert parts older than 60 s: committed 0, rolled back 0"
+    )
 
 
 def test_maintain_of_an_unmigrated_database_is_one_error_line(fresh_database: str) -> None:
@@ -193,7 +196,8 @@ def test_schedule_and_unschedule_print_a_line_per_job(store: str) -> None:
         f"'*/10 * * * *', in database {database}): SELECT \"public\".refresh_tenant_metrics_24h()"
     )
     assert maintenance.endswith(
-        f"'7 * * * *', in database {database}): CALL \"public\".acgs_partition_maintenance()"
+        f"'7 * * * *', in database {database}): CALL \"public\".acgs_partition_maintenance("
+        "p_lock_timeout => '2 s', p_retries => 5)"
     )
 
     gone = _cli(store, "schedule", "--unschedule")

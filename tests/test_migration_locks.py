@@ -59,6 +59,7 @@ DOCUMENTED = {
         "tenant_metrics_24h_current": "AccessExclusiveLock",
         "template_*_constitutional_validations": "AccessExclusiveLock",
     },
+    "0008_lock_timeouts": {},
     "0009_batch_digest": {"ingest_batches": "AccessExclusiveLock"},
 }
 
@@ -128,10 +129,10 @@ def test_locks_on_existing_relations_are_as_documented(
 
 
 def test_the_digest_column_waits_for_a_busy_ledger_by_retries(fresh_database: str) -> None:
-    """0009 asks for its ACCESS EXCLUSIVE lock with a 1 s lock_timeout and retries: a bulk
-    insert holding the ledger for longer than one timeout (about 2.5 s here) makes it retry,
-    and it succeeds once the holder commits, where a single attempt would have failed with a
-    lock timeout."""
+    """Migrations ask for their locks under ACGS_LOCK_TIMEOUT (2 s) and retry (env.py): a bulk
+    insert holding the ledger for longer than one timeout (about 2.5 s here) makes 0007 and
+    0009 retry, and they succeed once the holder commits, where a single attempt would have
+    failed with a lock timeout."""
     import threading
     import time
 

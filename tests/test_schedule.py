@@ -65,7 +65,7 @@ def test_schedule_registers_the_refresh_and_the_maintenance_for_the_database(
         (
             f"acgs:{database}:public:partition-maintenance",
             "7 * * * *",
-            'CALL "public".acgs_partition_maintenance()',
+            "CALL \"public\".acgs_partition_maintenance(p_lock_timeout => '2 s', p_retries => 5)",
             database,
             True,
         ),

@@ -94,11 +94,20 @@ def refresher(
     grace: Annotated[
         float, typer.Option(help="Seconds a refresh under way may finish after SIGTERM.")
     ] = 30.0,
+    recover: Annotated[
+        bool,
+        typer.Option(
+            help="Also settle, once per interval, prepared bulk-insert parts older than "
+            "ACGS_RECOVER_AFTER (needs a role that reads ingest_batches)."
+        ),
+    ] = True,
 ) -> None:
     """Refresh the 24-hour view in a loop until SIGTERM or SIGINT (Ctrl-C) stops it cleanly.
 
     Failures are logged and retried with exponential backoff capped at the interval; the loop
-    outlives database restarts. Logs go to stderr.
+    outlives database restarts. Once per interval it also commits or rolls back the prepared
+    parts of multi-connection bulk inserts whose writer died (as ``acgs-db recover``). Logs go
+    to stderr.
     """
     settings = _settings()
     handler = logging.StreamHandler(sys.stderr)
@@ -107,7 +116,7 @@ def refresher(
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        run(_refresher(settings, interval, metrics_port, grace))
+        run(_refresher(settings, interval, metrics_port, grace, recover))
     finally:
         logger.removeHandler(handler)
 
@@ -126,7 +135,7 @@ def _metrics(port: int | None) -> Metrics | None:
 
 
 async def _refresher(
-    settings: Settings, interval: float | None, port: int | None, grace: float
+    settings: Settings, interval: float | None, port: int | None, grace: float, recover: bool
 ) -> None:
     from acgs_db.pool import create_pool
     from acgs_db.refresher import MetricsRefresher
@@ -142,7 +151,7 @@ async def _refresher(
     stopping = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    worker = MetricsRefresher(pool, interval, settings=settings, metrics=metrics)
+    worker = MetricsRefresher(pool, interval, settings=settings, metrics=metrics, recover=recover)
     try:
         task = worker.start()
         where = f"; metrics on http://127.0.0.1:{port}/metrics" if port else ""
@@ -162,7 +171,16 @@ async def _refresher(
 def _status_line(worker: MetricsRefresher) -> str:
     s = worker.status
     last = s.last_success.isoformat(timespec="seconds") if s.last_success else "never"
-    return f"{s.refreshes} refreshes, {s.skips} skips, {s.failures} failures, last success {last}"
+    recovered = (
+        f", {s.recovered} prepared parts recovered (last at "
+        f"{s.last_recovery.isoformat(timespec='seconds')})"
+        if s.last_recovery
+        else ""
+    )
+    return (
+        f"{s.refreshes} refreshes, {s.skips} skips, {s.failures} failures, "
+        f"last success {last}{recovered}"
+    )
 
 
 # -- schedule (pg_cron) ---------------------------------------------------------------------
@@ -211,16 +229,31 @@ def schedule_command(
 @app.command()
 @_plain_errors
 def maintain() -> None:
-    """Partition maintenance now: move rows out of the default partition, premake, retention.
+    """Partition maintenance now: move rows out of the default partition, premake, retention;
+    then settle prepared bulk-insert parts older than ACGS_RECOVER_AFTER.
 
     Rows older than the retention (ACGS_RETENTION, 13 months by default) that sat in the default
     partition are moved into a partition of their own, which retention then drops: they are
-    deleted, and the report says how many.
+    deleted, and the report says how many. Every step waits at most ACGS_LOCK_TIMEOUT for a
+    table lock and is retried ACGS_LOCK_RETRIES times; the report says how many retries it took.
     """
     settings = _settings()
     report = partitions.maintain(database_url(settings), settings)
     for line in report.lines():
         typer.echo(line)
+    recovered = run(_recover(settings.recover_after))
+    for line in _recovery_lines(recovered, settings.recover_after):
+        typer.echo(line)
+
+
+def _recovery_lines(report: RecoveryReport, older_than: float) -> list[str]:
+    committed, rolled_back = len(report.committed), len(report.rolled_back)
+    return [
+        f"recovered prepared bulk-insert parts older than {older_than:g} s: committed "
+        f"{committed}, rolled back {rolled_back}",
+        *(f"committed {gid}" for gid in report.committed),
+        *(f"rolled back {gid}" for gid in report.rolled_back),
+    ]
 
 
 @app.command()
