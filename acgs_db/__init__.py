@@ -2,10 +2,13 @@
 
 from acgs_db.errors import (
     AcgsDbError,
+    AuditWriteError,
     BulkInsertError,
     ConfigurationError,
     InvalidRecordError,
     SchemaNotReadyError,
+    WriterClosedError,
+    WriterOverloaded,
 )
 from acgs_db.pool import create_pool
 from acgs_db.records import (
@@ -19,10 +22,13 @@ from acgs_db.refresher import MetricsRefresher, RefresherStatus, RefreshResult
 from acgs_db.repository import ValidationRepository
 from acgs_db.schema import CONSTITUTIONAL_HASH
 from acgs_db.settings import Settings
+from acgs_db.writer import AuditWriter, WriterStatus
 
 __all__ = [
     "CONSTITUTIONAL_HASH",
     "AcgsDbError",
+    "AuditWriteError",
+    "AuditWriter",
     "BulkInsertError",
     "CachedDecision",
     "ConfigurationError",
@@ -37,5 +43,8 @@ __all__ = [
     "TenantMetrics",
     "ValidationRecord",
     "ValidationRepository",
+    "WriterClosedError",
+    "WriterOverloaded",
+    "WriterStatus",
     "create_pool",
 ]

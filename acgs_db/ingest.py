@@ -22,7 +22,14 @@ import contextlib
 import itertools
 import re
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -449,3 +456,23 @@ class Ingest:
                 await self._pool.execute(_gid_statement(verb, gid))
                 (committed if decided else rolled_back).append(gid)
         return RecoveryReport(committed, rolled_back)
+
+    # -- already checked rows, for the audit writer -------------------------------------------
+
+    async def copy_checked(
+        self, conn: asyncpg.Connection, rows: Sequence[Row], batch_id: str
+    ) -> bool:
+        """COPY rows that :func:`row_checker` already made, on ``conn``, in one transaction
+        recorded in the ledger as ``batch_id``; a row whose ``created_at`` is None takes the
+        transaction's time. Returns False, writing nothing, when ``batch_id`` was committed
+        before (a retry after an ambiguous failure). Server errors are raised as they come,
+        for the caller (:mod:`acgs_db.writer`) to tell a refusal from a lost connection."""
+        async with conn.transaction():
+            now, staged, claimed = await conn.fetchrow(
+                load_sql("queries/batch_start"), batch_id, len(rows)
+            )
+            if not claimed:
+                return False
+            filled = [row if row[-1] is not None else (*row[:-1], now) for row in rows]
+            await self._copy_into(conn, filled, staged=staged)
+        return True

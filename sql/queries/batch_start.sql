@@ -1,0 +1,12 @@
+-- Start of an audit-writer batch, in one round trip: claim batch id $1 for its $2 rows in the
+-- ledger (no claim back means a transaction that already committed this batch: a retry writes
+-- nothing; a concurrent claim waits for it to finish), the server's transaction time (what
+-- DEFAULT now() gives the rows), and whether row-level security applies to this role on the
+-- table (then COPY FROM is refused and rows go through the staging table).
+WITH claim AS (
+    INSERT INTO ingest_batches (batch_id, rows)
+    VALUES ($1, $2)
+    ON CONFLICT (batch_id) DO NOTHING
+    RETURNING batch_id
+)
+SELECT now(), row_security_active('constitutional_validations'), EXISTS (SELECT 1 FROM claim)
