@@ -205,6 +205,7 @@ class AuditWriter:
         self._closing = False
         self._started = False
         self._busy = 0
+        self._idle = 0
         self._written = 0
         self._batches = 0
         self._failed = 0
@@ -352,14 +353,21 @@ class AuditWriter:
             if self._queue:
                 if self._max_delay > 0 and self._busy > 0:
                     await self._linger()
-                batch = self._pop()
+                # Share what is queued with the other idle connections (woken by the same
+                # event): batches that commit side by side, and groups of producers that then
+                # come back out of phase, so one batch's COPY overlaps another's commit.
+                batch = self._pop(-(-len(self._queue) // (self._idle + 1)))
                 if batch:
                     return batch
                 continue
             if self._closing:
                 return None
             self._wake.clear()
-            await self._wake.wait()
+            self._idle += 1
+            try:
+                await self._wake.wait()
+            finally:
+                self._idle -= 1
 
     async def _linger(self) -> None:
         """While another batch is in flight, wait up to ``max_delay`` after the first queued
@@ -373,12 +381,13 @@ class AuditWriter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), remaining)
 
-    def _pop(self) -> list[_Entry]:
-        """Take up to ``max_batch`` records off the queue, dropping those whose caller was
-        cancelled meanwhile (they are never written)."""
+    def _pop(self, share: int) -> list[_Entry]:
+        """Take up to ``share`` (at most ``max_batch``) records off the queue, dropping those
+        whose caller was cancelled meanwhile (they are never written)."""
         batch: list[_Entry] = []
         queue = self._queue
-        while queue and len(batch) < self._max_batch:
+        limit = min(share, self._max_batch)
+        while queue and len(batch) < limit:
             entry = queue.popleft()
             self._room.release()
             if not entry.future.done():

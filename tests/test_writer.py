@@ -61,10 +61,14 @@ async def _ledger_locked(url: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 async def _claims_waiting(conn: asyncpg.Connection, n: int) -> None:
+    """Until ``n`` backends wait for the ledger's lock. (By the wait alone: a connection that
+    prepares the claim statement for the first time waits while parsing it, and
+    ``pg_stat_activity`` still shows its previous statement then.)"""
+
     async def waiting() -> bool:
         count = await conn.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO ingest_batches%'"
+            "SELECT count(*) FROM pg_locks WHERE NOT granted"
+            " AND relation = 'ingest_batches'::regclass"
         )
         return bool(count == n)
 
@@ -294,3 +298,47 @@ async def test_metrics_and_status_count_records_and_batches(
     assert value("acgs_db_writer_ack_latency_seconds_count") == 95
     assert value("acgs_db_writer_queue_depth") == 0
     assert (status.queued, status.in_flight, status.failed) == (0, 0, 0)
+
+
+async def test_an_idle_server_gets_a_record_at_once_and_a_busy_one_a_fuller_batch(
+    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str, database_url: str
+) -> None:
+    """``max_delay`` is a linger only while another batch is in flight: with nothing in
+    flight a record is sent at once (no timer, even a long one); with a batch in flight the
+    free connection waits up to max_delay for more records, then sends them."""
+    async with repo.audit_writer(connections=2, max_delay=30.0) as writer:
+        await asyncio.wait_for(writer.write(_record(tenant, 0)), timeout=10)
+    async with repo.audit_writer(connections=2, max_delay=0.5) as writer:
+        async with _ledger_locked(database_url) as admin:
+            first = asyncio.create_task(writer.write(_record(tenant, 1)))
+            await _claims_waiting(admin, 1)
+            more = [asyncio.create_task(writer.write(_record(tenant, n))) for n in range(2, 7)]
+            await asyncio.sleep(0.2)
+            assert (writer.status.queued, writer.status.in_flight) == (5, 1)  # lingering
+            await until(lambda: writer.status.in_flight == 6)  # then sent, as one batch
+            await _claims_waiting(admin, 2)
+        await asyncio.gather(first, *more)
+        assert writer.status.batches == 2
+    assert await _stored_numbers(pool, tenant) == list(range(7))
+
+
+async def test_writes_waiting_for_room_when_the_writer_closes_are_refused(
+    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str, database_url: str
+) -> None:
+    writer = repo.audit_writer(connections=1, max_queue=2)
+    await writer.start()
+    async with _ledger_locked(database_url) as admin:
+        written = [asyncio.create_task(writer.write(_record(tenant, 0)))]
+        await _claims_waiting(admin, 1)
+        written += [asyncio.create_task(writer.write(_record(tenant, n))) for n in (1, 2)]
+        await until(lambda: writer.status.queued == 2)
+        refused = asyncio.create_task(writer.write(_record(tenant, 3)))
+        await asyncio.sleep(0.05)
+        closing = asyncio.create_task(writer.close())
+        await asyncio.sleep(0.05)
+        assert not closing.done()
+    await closing
+    await asyncio.gather(*written)
+    with pytest.raises(WriterClosedError):
+        await refused
+    assert await _stored_numbers(pool, tenant) == [0, 1, 2]
