@@ -31,7 +31,8 @@ Design decisions, and why:
   retries the batch with the same id on a new connection, with backoff, for up to
   ``retry_for`` seconds: a batch that did commit claims nothing and writes nothing again, one
   that did not is written. Only then are its callers answered: acknowledged, or, when the
-  server stayed away, :class:`AuditWriteError` with ``maybe_committed=True`` and the batch id.
+  server stayed away, :class:`AuditWriteError` with ``maybe_committed=True`` and the batch id
+  (False when no attempt reached the server).
   The ledger grows by one row per batch; it needs a purge of rows older than a day (not
   included: where it runs is the operator's choice).
 * **A batch the server refuses** (a constraint or data error the client checks did not catch:
@@ -91,11 +92,11 @@ class WriterStatus:
     """A snapshot of an :class:`AuditWriter`."""
 
     queued: int
-    """Records waiting for a batch."""
+    """Records waiting for a batch (a cancelled caller's until a batch skips it)."""
     in_flight: int
     """Records in batches being written."""
     written: int
-    """Records acknowledged (committed)."""
+    """Records committed (callers cancelled while their batch was in flight included)."""
     batches: int
     """Batches committed."""
     failed: int
@@ -124,10 +125,12 @@ class _Refused(Exception):
 
 
 class _Unsettled(Exception):
-    """The batch's outcome stayed unknown for ``retry_for`` seconds."""
+    """The batch could not be written within ``retry_for`` seconds; ``attempted``: some
+    attempt reached the server, so its outcome is unknown (the ledger knows)."""
 
-    def __init__(self, cause: BaseException) -> None:
+    def __init__(self, cause: BaseException, attempted: bool) -> None:
         self.cause = cause
+        self.attempted = attempted
         super().__init__(repr(cause))
 
 
@@ -258,17 +261,12 @@ class AuditWriter:
             raise
 
     def _abandon(self) -> None:
-        """After a cancelled close: answer every caller still waiting."""
-        for flight in self._flights:
-            self._fail(
-                flight,
-                "the audit writer was closed while this record's batch was in flight",
-                maybe_committed=True,
-                batch_id="(unknown)",
-            )
-        self._flights.clear()
+        """After a cancelled close: answer every caller still queued (those in flight were
+        answered by their loop), and let writes waiting for room raise WriterClosedError."""
         queued = list(self._queue)
         self._queue.clear()
+        for _ in queued:
+            self._room.release()
         self._fail(
             queued,
             "the audit writer was closed before this record was sent",
@@ -336,9 +334,11 @@ class AuditWriter:
                 self._busy += 1
                 try:
                     await self._write(lane, flight)
-                except Exception as exc:  # a defect: answer the callers, keep the loop
+                except BaseException as exc:  # a cancelled close, or a defect
+                    self._fail(flight, f"the batch was interrupted ({exc!r})", True, "(unknown)")
                     await lane.discard()
-                    self._fail(flight, f"audit writer defect: {exc!r}", True, "(unknown)")
+                    if not isinstance(exc, Exception):
+                        raise  # cancelled: end the loop
                 finally:
                     self._busy -= 1
                     self._flights.discard(flight)
@@ -413,8 +413,8 @@ class AuditWriter:
         except _Unsettled as unsettled:
             self._fail(
                 batch,
-                f"the batch could not be settled within {self._retry_for} s: {unsettled.cause!r}",
-                True,
+                f"the batch could not be written within {self._retry_for} s ({unsettled.cause!r})",
+                unsettled.attempted,
                 batch_id,
             )
             return
@@ -425,9 +425,11 @@ class AuditWriter:
         repeat write nothing) after errors that leave the outcome unknown or may pass."""
         deadline = time.monotonic() + self._retry_for
         pause = _BACKOFF[0]
+        attempted = False
         while True:
             try:
                 conn = await lane.connection()
+                attempted = True
                 await self._ingest.copy_checked(conn, rows, batch_id)
                 return
             except asyncpg.PostgresError as exc:
@@ -441,7 +443,7 @@ class AuditWriter:
             self._last_error = repr(failure)
             await lane.discard()
             if time.monotonic() + pause > deadline:
-                raise _Unsettled(failure)
+                raise _Unsettled(failure, attempted)
             self._retries += 1
             if self._metrics is not None:
                 self._metrics.writer_retries.inc()

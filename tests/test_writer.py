@@ -342,3 +342,30 @@ async def test_writes_waiting_for_room_when_the_writer_closes_are_refused(
     with pytest.raises(WriterClosedError):
         await refused
     assert await _stored_numbers(pool, tenant) == [0, 1, 2]
+
+
+async def test_a_cancelled_close_answers_every_caller(
+    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str, database_url: str
+) -> None:
+    """The close itself is cancelled (a shutdown deadline) while a batch is stuck: the caller
+    in flight hears that its record may have been committed, the queued ones that theirs was
+    not (and it is not), and nobody waits forever."""
+    writer = repo.audit_writer(connections=1)
+    await writer.start()
+    async with _ledger_locked(database_url) as admin:
+        stuck = asyncio.create_task(writer.write(_record(tenant, 0)))
+        await _claims_waiting(admin, 1)
+        queued = [asyncio.create_task(writer.write(_record(tenant, n))) for n in (1, 2, 3)]
+        await until(lambda: writer.status.queued == 3)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(writer.close(), timeout=0.3)
+        with pytest.raises(AuditWriteError) as in_flight:
+            await stuck
+        assert in_flight.value.maybe_committed is True
+        for task in queued:
+            with pytest.raises(AuditWriteError) as not_sent:
+                await task
+            assert not_sent.value.maybe_committed is False
+    with pytest.raises(WriterClosedError):
+        await writer.write(_record(tenant, 4))
+    assert set(await _stored_numbers(pool, tenant)) <= {0}
