@@ -8,17 +8,23 @@ Design decisions, and why:
 
 * **Group commit, not a timer.** A connection that is free takes every record queued (up to
   ``max_batch``) at once: while the server is idle a record is sent the moment it arrives, and
-  while connections are busy records pile up and leave together as soon as one is free, so batch
-  sizes follow the load by themselves. A timer would be wrong with closed-loop producers (each
-  waits for its acknowledgement before its next write): with 64 of them a batch can never hold
-  more than 64 records, and waiting for more only idles the server. ``max_delay`` is a linger
-  applied only while another batch is in flight (the server is busy anyway): a free connection
-  may then wait up to ``max_delay`` after the batch's first record for it to fill. It defaults
-  to 0 (pure group commit), which measured best (``acgs-db bench writer``; README).
-* **Connections (default 2).** Each holds one batch at a time: with 2, one batch's COPY overlaps
-  the previous one's commit flush, and PostgreSQL folds commits that arrive together into one
-  WAL flush. Measured 1 vs 2 vs 3 in the README. The connections are taken from the pool when
-  the writer starts and held until it closes (one lost with the server is replaced).
+  while the connection is busy the next batch fills in memory and leaves as soon as the
+  connection is free, so batch sizes follow the load by themselves. A timer would be wrong with
+  closed-loop producers (each waits for its acknowledgement before its next write): with 64 of
+  them a batch can never hold more than 64 records, and waiting for more only idles the server.
+  ``max_delay`` (default 0) is a linger for ``connections >= 2`` only: while another batch is in
+  flight (the server is busy anyway) a free connection may wait up to ``max_delay`` after the
+  first queued record for its batch to fill; it never delays a record while nothing is in
+  flight.
+* **Connections (default 1).** Each carries one batch at a time; with several, what is queued
+  is shared among the free ones (each takes its share), so one batch's COPY can overlap another's
+  commit. Measured on the 2-core development machine with 64 closed-loop producers
+  (``acgs-db bench writer``, README): 1 connection 6,416 validations/s (batches of 64), 2:
+  3,475 (batches of 31), 3: 2,725 (batches of 21); alternated short runs gave 1: 3,661-4,648
+  against 2: 3,193-4,077. The server's CPU, not the commit flush, is the bound there, so
+  splitting only adds per-batch cost; on a server with idle cores 2 may win (not measured).
+  The connections are taken from the pool when the writer starts and held until it closes
+  (one lost with the server is replaced).
 * **Checks at write().** A record is checked (:func:`acgs_db.records.row_checker`) and encoded
   in its caller's ``write()``: a bad one raises :class:`InvalidRecordError` there and never
   enters a batch. ``created_at=None`` stays None until the batch's transaction, where it
@@ -79,7 +85,7 @@ Row = tuple[Any, ...]
 DEFAULT_MAX_BATCH = 1000
 DEFAULT_MAX_DELAY = 0.0
 DEFAULT_MAX_QUEUE = 10_000
-DEFAULT_CONNECTIONS = 2
+DEFAULT_CONNECTIONS = 1
 DEFAULT_RETRY_FOR = 30.0
 _REFUSED = ("22", "23")  # SQLSTATE classes the bisection isolates: data, integrity
 _FINAL = (*_REFUSED, "42")  # refusals a retry cannot change: also syntax and privileges

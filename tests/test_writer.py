@@ -100,8 +100,8 @@ async def test_every_acknowledged_record_is_stored_exactly_once(
                 await writer.write(_record(tenant, n))
             acknowledged.add(n)
 
-    for round_, max_batch in enumerate((1, 7, 100)):
-        async with repo.audit_writer(max_batch=max_batch, connections=2) as writer:
+    for round_, (max_batch, connections) in enumerate(((1, 2), (7, 1), (100, 3))):
+        async with repo.audit_writer(max_batch=max_batch, connections=connections) as writer:
             sizes = [rng.randint(1, 60) for _ in range(40)]
             starts = [round_ * 100_000 + i * 1000 for i in range(len(sizes))]
             await asyncio.gather(

@@ -6,6 +6,7 @@ none twice; every test ends with pg_amcheck over the cluster."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
 import asyncpg
@@ -13,6 +14,7 @@ import pytest
 from faults_support import (
     SETTINGS,
     assert_no_corruption,
+    backends_waiting,
     hold_commit_acknowledgements,
     kill,
     kill_and_restart,
@@ -86,8 +88,9 @@ async def _check_exactly_once(pool: asyncpg.Pool, producers: Producers) -> list[
 
 @pytest.mark.parametrize("moment", ["mid-batch", "commit-not-yet-acknowledged"])
 async def test_a_server_killed_under_the_writer_loses_and_duplicates_nothing(moment: str) -> None:
-    """32 closed-loop producers; the postmaster is SIGKILLed while batches are under way (or
-    once a batch's commit is flushed but not acknowledged), then restarted. The writer retries
+    """32 closed-loop producers on 2 connections; the postmaster is SIGKILLed while batches
+    are under way (or once commits are flushed but not acknowledged), then
+    restarted. The writer retries
     the interrupted batches with their ledger ids: every producer is answered with an
     acknowledgement, every acknowledged record is stored once, and the batch whose commit had
     been flushed is not written again."""
@@ -100,7 +103,8 @@ async def test_a_server_killed_under_the_writer_loses_and_duplicates_nothing(mom
             await until(lambda: len(producers.acknowledged) >= 2000, within=60)
             if moment == "commit-not-yet-acknowledged":
                 await hold_commit_acknowledgements(cluster)
-                await the_backend_waiting(admin, "SyncRep", "COMMIT")
+                await until(_commits_waiting(admin))
+                await asyncio.sleep(0.3)  # the other connection's batch reaches its commit too
                 flushed = await _stored(admin)  # committed, not yet acknowledged: visible
             await admin.close()
             before = len(producers.acknowledged)
@@ -119,6 +123,13 @@ async def test_a_server_killed_under_the_writer_loses_and_duplicates_nothing(mom
             assert set(flushed) - producers.acknowledged == set()
         await pool.close()
         await assert_no_corruption(cluster)
+
+
+def _commits_waiting(admin: asyncpg.Connection) -> Callable[[], Awaitable[bool]]:
+    async def waiting() -> bool:
+        return len(await backends_waiting(admin, "SyncRep", "COMMIT")) >= 1
+
+    return waiting
 
 
 async def _cut_waiting_backend(cluster: DevCluster, wait_event: str, prefix: str) -> None:

@@ -48,7 +48,7 @@ class Options:
     """Records per second on a fixed schedule; None: closed loop."""
     duration: float = 30.0
     """With ``rate``: seconds of each run (records = min(records, rate x duration))."""
-    connections: tuple[int, ...] = (2,)
+    connections: tuple[int, ...] = (1,)
     max_delays: tuple[float, ...] = (0.0,)
     tenants: int = 100
     decisions: int = 1000

@@ -486,7 +486,7 @@ def writer_command(
         float, typer.Option(help="With --rate: seconds per run (caps --records).")
     ] = 30.0,
     connections: Annotated[
-        list[int] | None, typer.Option(help="Writer connections (repeatable; default 2).")
+        list[int] | None, typer.Option(help="Writer connections (repeatable; default 1).")
     ] = None,
     max_delay: Annotated[
         list[float] | None, typer.Option(help="Writer linger in ms (repeatable; default 0).")
@@ -502,7 +502,7 @@ def writer_command(
         records=records,
         rate=rate,
         duration=duration,
-        connections=tuple(connections or (2,)),
+        connections=tuple(connections or (1,)),
         max_delays=tuple(ms / 1000 for ms in (max_delay or (0.0,))),
     )
     results = writer.run(database_url(_settings()), options)
