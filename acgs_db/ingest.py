@@ -22,14 +22,7 @@ import contextlib
 import itertools
 import re
 import uuid
-from collections.abc import (
-    AsyncIterable,
-    AsyncIterator,
-    Callable,
-    Iterable,
-    Iterator,
-    Sequence,
-)
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -459,9 +452,7 @@ class Ingest:
 
     # -- already checked rows, for the audit writer -------------------------------------------
 
-    async def copy_checked(
-        self, conn: asyncpg.Connection, rows: Sequence[Row], batch_id: str
-    ) -> bool:
+    async def copy_checked(self, conn: asyncpg.Connection, rows: list[Row], batch_id: str) -> bool:
         """COPY rows that :func:`row_checker` already made, on ``conn``, in one transaction
         recorded in the ledger as ``batch_id``; a row whose ``created_at`` is None takes the
         transaction's time. Returns False, writing nothing, when ``batch_id`` was committed
