@@ -2,12 +2,15 @@
 
 from acgs_db.errors import (
     AcgsDbError,
+    AuditWriteError,
     BatchConflictError,
     BulkInsertError,
     ConfigurationError,
     InvalidRecordError,
     SchemaNotReadyError,
     TenantScopeError,
+    WriterClosedError,
+    WriterOverloaded,
 )
 from acgs_db.pool import create_pool
 from acgs_db.records import (
@@ -21,10 +24,13 @@ from acgs_db.refresher import MetricsRefresher, RefresherStatus, RefreshResult
 from acgs_db.repository import ValidationRepository
 from acgs_db.schema import CONSTITUTIONAL_HASH
 from acgs_db.settings import Settings
+from acgs_db.writer import AuditWriter, WriterStatus
 
 __all__ = [
     "CONSTITUTIONAL_HASH",
     "AcgsDbError",
+    "AuditWriteError",
+    "AuditWriter",
     "BatchConflictError",
     "BulkInsertError",
     "CachedDecision",
@@ -41,5 +47,8 @@ __all__ = [
     "TenantScopeError",
     "ValidationRecord",
     "ValidationRepository",
+    "WriterClosedError",
+    "WriterOverloaded",
+    "WriterStatus",
     "create_pool",
 ]

@@ -74,3 +74,32 @@ class SchemaNotReadyError(AcgsDbError):
 class TenantScopeError(AcgsDbError):
     """A tenant-scoped repository was asked about a tenant its login is not bound to (or its
     login is bound to none). Row-level security would show such a call nothing."""
+
+
+class WriterOverloaded(AcgsDbError):
+    """The audit writer's queue holds ``max_queue`` records and ``write(..., wait=False)``
+    asked not to wait: the record was not queued (nothing is written)."""
+
+
+class WriterClosedError(AcgsDbError):
+    """The audit writer is closed or closing: the record was not queued (nothing is written)."""
+
+
+class AuditWriteError(AcgsDbError):
+    """A record's batch failed at the server.
+
+    ``maybe_committed`` False: the record is not stored and may be written again.
+    True: the outcome could not be settled (the server stayed unreachable while the writer
+    retried); the record is stored exactly when ``batch_id`` has a row in ``ingest_batches``,
+    and never twice.
+    """
+
+    def __init__(self, message: str, *, maybe_committed: bool, batch_id: str) -> None:
+        self.maybe_committed = maybe_committed
+        self.batch_id = batch_id
+        outcome = (
+            f"it may have been committed: batch {batch_id} is in ingest_batches exactly when it was"
+            if maybe_committed
+            else "it was not committed"
+        )
+        super().__init__(f"{message}; {outcome}")

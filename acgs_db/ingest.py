@@ -53,7 +53,7 @@ from acgs_db.pooler import MULTI_CONNECTION_COPY
 from acgs_db.records import COPY_COLUMNS, Limits, ValidationRecord, check_text, row_checker
 from acgs_db.resources import load_sql
 from acgs_db.schema import VALIDATIONS_TABLE
-from acgs_db.timeouts import set_statement_timeout
+from acgs_db.timeouts import milliseconds, set_statement_timeout
 
 Records = Iterable[ValidationRecord] | AsyncIterable[ValidationRecord]
 Row = tuple[Any, ...]
@@ -558,3 +558,21 @@ class Ingest:
                 await self._pool.execute(_gid_statement(verb, gid))
                 (committed if decided else rolled_back).append(gid)
         return RecoveryReport(committed, rolled_back)
+
+    # -- already checked rows, for the audit writer -------------------------------------------
+
+    async def copy_checked(self, conn: asyncpg.Connection, rows: list[Row], batch_id: str) -> bool:
+        """COPY rows that :func:`row_checker` already made, on ``conn``, in one transaction
+        recorded in the ledger as ``batch_id``; a row whose ``created_at`` is None takes the
+        transaction's time. Returns False, writing nothing, when ``batch_id`` was committed
+        before (a retry after an ambiguous failure). Server errors are raised as they come,
+        for the caller (:mod:`acgs_db.writer`) to tell a refusal from a lost connection."""
+        async with conn.transaction():
+            now, staged, claimed, _ = await conn.fetchrow(
+                load_sql("queries/batch_start"), batch_id, len(rows), milliseconds(self._timeout)
+            )
+            if not claimed:
+                return False
+            filled = [row if row[-1] is not None else (*row[:-1], now) for row in rows]
+            await self._copy_into(conn, filled, staged=staged)
+        return True

@@ -69,6 +69,44 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.writer_records = prom.Counter(
+            "acgs_db_writer_records",
+            "Validation records committed and acknowledged by audit writers",
+            registry=self.registry,
+        )
+        self.writer_batches = prom.Counter(
+            "acgs_db_writer_batches",
+            "Batches (one COPY and one commit each) committed by audit writers",
+            registry=self.registry,
+        )
+        self.writer_batch_size = prom.Histogram(
+            "acgs_db_writer_batch_size",
+            "Records per audit-writer batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
+            registry=self.registry,
+        )
+        self.writer_queue_depth = prom.Gauge(
+            "acgs_db_writer_queue_depth",
+            "Records waiting for an audit-writer batch",
+            registry=self.registry,
+        )
+        self.writer_ack_latency = prom.Histogram(
+            "acgs_db_writer_ack_latency_seconds",
+            "Time from write() to the record's commit being acknowledged",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30),
+            registry=self.registry,
+        )
+        self.writer_failures = prom.Counter(
+            "acgs_db_writer_failed_records",
+            "Records whose audit-writer batch failed at the server (AuditWriteError)",
+            registry=self.registry,
+        )
+        self.writer_retries = prom.Counter(
+            "acgs_db_writer_retries",
+            "Audit-writer batch attempts repeated after a lost connection or a transient error",
+            registry=self.registry,
+        )
+
     def observe_refresh(self, result: RefreshResult) -> None:
         if result.refreshed:
             self.refresh_duration.observe(result.duration_s)

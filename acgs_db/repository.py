@@ -34,6 +34,14 @@ from acgs_db.records import (
 from acgs_db.resources import load_sql
 from acgs_db.schema import CONSTITUTIONAL_HASH
 from acgs_db.settings import Settings
+from acgs_db.writer import (
+    DEFAULT_CONNECTIONS,
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_DELAY,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_RETRY_FOR,
+    AuditWriter,
+)
 
 if TYPE_CHECKING:
     from acgs_db.metrics import Metrics
@@ -167,6 +175,39 @@ class ValidationRepository:
             duration = time.perf_counter() - started
             self._metrics.statement_duration.labels("bulk_insert").observe(duration)
         return written
+
+    def audit_writer(
+        self,
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_delay: float = DEFAULT_MAX_DELAY,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        connections: int = DEFAULT_CONNECTIONS,
+        retry_for: float = DEFAULT_RETRY_FOR,
+    ) -> AuditWriter:
+        """A group-commit writer for request handlers: ``async with repo.audit_writer() as w``,
+        then ``await w.write(record)`` returns once the record is committed; concurrent writes
+        share one COPY and one commit per batch (see :mod:`acgs_db.writer`).
+
+        ``max_batch`` records per batch at most; ``max_delay`` seconds a free connection may
+        wait for a batch to fill while another is in flight (0: never); ``max_queue`` records
+        waiting at most (then write() waits, or raises WriterOverloaded with ``wait=False``);
+        ``connections`` held from the pool; ``retry_for`` seconds a batch whose outcome is
+        unknown (connection lost, server down) is retried with the same ledger id.
+        """
+        if self._scoped:
+            raise AcgsDbError("audit_writer is not available for tenant-scoped repositories yet")
+        return AuditWriter(
+            self._pool,
+            self._ingest,
+            self._limits,
+            max_batch=max_batch,
+            max_delay=max_delay,
+            max_queue=max_queue,
+            connections=connections,
+            retry_for=retry_for,
+            metrics=self._metrics,
+        )
 
     async def recover_prepared(
         self, older_than: timedelta = timedelta(minutes=1)

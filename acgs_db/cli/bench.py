@@ -558,6 +558,43 @@ def repository_command(
     _write_json(json_path, results)
 
 
+@bench.command("writer")
+@friendly_errors
+def writer_command(
+    producers: Annotated[int, typer.Option(help="Concurrent producers.", min=1)] = 64,
+    records: Annotated[int, typer.Option(help="Records written each way.", min=1)] = 200_000,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Records per second on a fixed schedule (default: closed loop)."),
+    ] = None,
+    duration: Annotated[
+        float, typer.Option(help="With --rate: seconds per run (caps --records).")
+    ] = 30.0,
+    connections: Annotated[
+        list[int] | None, typer.Option(help="Writer connections (repeatable; default 1).")
+    ] = None,
+    max_delay: Annotated[
+        list[float] | None, typer.Option(help="Writer linger in ms (repeatable; default 0).")
+    ] = None,
+    json_path: JsonOption = None,
+) -> None:
+    """audit_writer().write() against insert() from the same producers and one bulk_insert()
+    of the same records: validations/s and acknowledgement latency, in a scratch database."""
+    from acgs_db.bench import writer
+
+    options = writer.Options(
+        producers=producers,
+        records=records,
+        rate=rate,
+        duration=duration,
+        connections=tuple(connections or (1,)),
+        max_delays=tuple(ms / 1000 for ms in (max_delay or (0.0,))),
+    )
+    results = writer.run(database_url(_settings()), options)
+    console.print(_figures("acgs-db bench writer", results))
+    _write_json(json_path, results)
+
+
 @bench.command("refresh")
 @friendly_errors
 def refresh_command(
