@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class AcgsDbError(Exception):
     """Base class of the errors raised by acgs-db."""
@@ -103,3 +106,16 @@ class AuditWriteError(AcgsDbError):
             else "it was not committed"
         )
         super().__init__(f"{message}; {outcome}")
+
+
+@contextlib.contextmanager
+def reraised_as(
+    kind: type[AcgsDbError], action: str, *caught: type[BaseException]
+) -> Iterator[None]:
+    """Turn the ``caught`` exceptions (a driver's server errors) into ``kind`` with one line,
+    ``<action> failed: <the first line of the server's message>``, the original as its cause."""
+    try:
+        yield
+    except caught as exc:
+        lines = str(exc).strip().splitlines()
+        raise kind(f"{action} failed: {lines[0] if lines else type(exc).__name__}") from exc

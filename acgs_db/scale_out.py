@@ -180,6 +180,12 @@ STATEMENTS: Final[dict[str, Statement]] = {
     "batch_claim": Statement(Routing.NO_DISTRIBUTED_TABLE, "ingest_batches (local)"),
     "batch_count": Statement(Routing.NO_DISTRIBUTED_TABLE, "ingest_batches (local)"),
     "batch_decided": Statement(Routing.NO_DISTRIBUTED_TABLE, "ingest_batches (local)"),
+    "batch_digest": Statement(Routing.NO_DISTRIBUTED_TABLE, "ingest_batches (local)"),
+    "batch_start": Statement(
+        Routing.NO_DISTRIBUTED_TABLE,
+        "the audit writer's claim in ingest_batches (local), now() and row_security_active()",
+    ),
+    "copy_timeout": Statement(Routing.NO_DISTRIBUTED_TABLE, "set_config(): a session setting"),
     "prepared_batches": Statement(
         Routing.NO_DISTRIBUTED_TABLE,
         "pg_prepared_xacts and ingest_batches (local) on the coordinator",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from acgs_db.errors import AcgsDbError, ConfigurationError, SchemaNotReadyError
+from acgs_db.errors import AcgsDbError, ConfigurationError, SchemaNotReadyError, reraised_as
 from acgs_db.partitions import maintenance_arguments
 from acgs_db.resources import load_sql
 from acgs_db.settings import Settings
@@ -58,16 +58,9 @@ class ScheduleError(AcgsDbError):
     """The server refused or failed a pg_cron operation (or could not be reached)."""
 
 
-@contextlib.contextmanager
-def _server_errors(action: str) -> Iterator[None]:
+def _server_errors(action: str) -> contextlib.AbstractContextManager[None]:
     """Turn the server's errors into a one-line :class:`ScheduleError`."""
-    try:
-        yield
-    except psycopg.Error as exc:
-        lines = str(exc).strip().splitlines()
-        raise ScheduleError(
-            f"{action} failed: {lines[0] if lines else type(exc).__name__}"
-        ) from exc
+    return reraised_as(ScheduleError, action, psycopg.Error)
 
 
 @dataclass(frozen=True, slots=True)

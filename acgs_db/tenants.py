@@ -14,14 +14,14 @@ never moves a login to another tenant's data.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
 from psycopg import sql
 
-from acgs_db.errors import AcgsDbError
+from acgs_db.errors import AcgsDbError, reraised_as
 from acgs_db.records import TENANT_ID_MAX, check_text
 from acgs_db.resources import load_sql
 from acgs_db.settings import Settings
@@ -77,7 +77,7 @@ def grant(url: str, login: str, tenant_id: str, settings: Settings | None = None
     settings = settings or Settings.from_env()
     _check_login(login)
     check_text("tenant_id", tenant_id, TENANT_ID_MAX)
-    with psycopg.connect(url, autocommit=False) as conn, _server_errors("binding"):
+    with _server_errors("binding"), psycopg.connect(url, autocommit=False) as conn:
         row = conn.execute(
             _statement("login_roles", settings), {**_roles(settings), "login": login}
         ).fetchone()
@@ -115,7 +115,7 @@ def revoke(url: str, login: str, settings: Settings | None = None) -> str | None
     (None when it was bound to none)."""
     settings = settings or Settings.from_env()
     _check_login(login)
-    with psycopg.connect(url, autocommit=False) as conn, _server_errors("unbinding"):
+    with _server_errors("unbinding"), psycopg.connect(url, autocommit=False) as conn:
         row = conn.execute(_statement("unbind", settings), {"login": login}).fetchone()
         exists = conn.execute(
             _statement("login_roles", settings), {**_roles(settings), "login": login}
@@ -132,20 +132,13 @@ def revoke(url: str, login: str, settings: Settings | None = None) -> str | None
 def bindings(url: str, settings: Settings | None = None) -> list[TenantLogin]:
     """Every login bound to a tenant."""
     settings = settings or Settings.from_env()
-    with psycopg.connect(url) as conn, _server_errors("listing tenant logins"):
+    with _server_errors("listing tenant logins"), psycopg.connect(url) as conn:
         rows = conn.execute(
             _statement("list", settings), {"tenant_role": settings.tenant_role}
         ).fetchall()
     return [TenantLogin(*row) for row in rows]
 
 
-@contextlib.contextmanager
-def _server_errors(action: str) -> Iterator[None]:
+def _server_errors(action: str) -> contextlib.AbstractContextManager[None]:
     """Turn the server's errors into a one-line :class:`TenantLoginError`."""
-    try:
-        yield
-    except psycopg.Error as exc:
-        lines = str(exc).strip().splitlines()
-        raise TenantLoginError(
-            f"{action} failed: {lines[0] if lines else type(exc).__name__}"
-        ) from exc
+    return reraised_as(TenantLoginError, action, psycopg.Error)
