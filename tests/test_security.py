@@ -523,3 +523,23 @@ def test_the_tenant_login_commands(
         assert refused.exit_code == 1 and "superuser" in refused.output
     finally:
         conn.execute(f'DROP ROLE "{name}"')
+
+
+def test_partitions_maintenance_makes_go_to_the_owner(migrated_database: str) -> None:
+    # pg_partman makes partitions as whoever runs the maintenance (a superuser here): the
+    # maintenance then hands them, and their statistics, to the owner role.
+    with psycopg.connect(migrated_database, autocommit=True) as conn:
+        conn.execute(
+            "SELECT partman.create_partition_time('public.constitutional_validations',"
+            " ARRAY[date_trunc('month', now()) - interval '6 months'])"
+        )
+        conn.execute("CALL acgs_partition_maintenance()")
+        owners = conn.execute(
+            "SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_inherits i"
+            " JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = 'constitutional_validations'::regclass"
+            " UNION SELECT DISTINCT pg_get_userbyid(s.stxowner) FROM pg_statistic_ext s"
+            " JOIN pg_inherits i ON i.inhrelid = s.stxrelid"
+            " WHERE i.inhparent = 'constitutional_validations'::regclass"
+        ).fetchall()
+    assert owners == [(SETTINGS.owner_role,)]
