@@ -59,6 +59,11 @@ DOCUMENTED = {
         "tenant_metrics_24h_current": "AccessExclusiveLock",
         "template_*_constitutional_validations": "AccessExclusiveLock",
     },
+    # CREATE TRIGGER (the ledger capture and append-only triggers); the 'seal' row's CHECK.
+    "0010_ledger": {
+        "constitutional_validations": "ShareRowExclusiveLock",
+        "acgs_exclusive*": "AccessExclusiveLock",
+    },
 }
 
 LOCKS = text(
