@@ -102,7 +102,19 @@ class Entry:
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Entry:
         digest = row[7]
-        return cls(*row[:7], None if digest is None else bytes(digest), *row[8:])
+        return cls(
+            entry_id=row[0],
+            xid=row[1],
+            kind=row[2],
+            row_count=row[3],
+            min_id=row[4],
+            max_id=row[5],
+            ids=row[6],
+            rows_digest=None if digest is None else bytes(digest),
+            partition=row[8],
+            bounds=row[9],
+            logged_at=row[10],
+        )
 
     def ranges(self) -> list[tuple[int, int]]:
         """Its ids as half-open ranges, ascending."""

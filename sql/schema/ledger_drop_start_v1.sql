@@ -37,10 +37,13 @@ BEGIN
     SELECT c.retention::interval INTO keep FROM partman.part_config AS c
      WHERE c.parent_table = current_schema() || '.constitutional_validations';
     FOR part IN
-        SELECT c.oid, c.oid::regclass::text AS name, pg_get_expr(c.relpartbound, c.oid) AS bounds,
+        SELECT c.oid, n.nspname || '.' || c.relname AS name,
+               pg_get_expr(c.relpartbound, c.oid) AS bounds,
                substring(pg_get_expr(c.relpartbound, c.oid) FROM 'TO \(''([^'']+)''\)')
                    ::timestamptz AS upper_bound
-          FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid
+          FROM pg_inherits AS i
+          JOIN pg_class AS c ON c.oid = i.inhrelid
+          JOIN pg_namespace AS n ON n.oid = c.relnamespace
          WHERE i.inhparent = parent
     LOOP
         IF reading AND keep IS NOT NULL AND part.upper_bound <= now() - keep
