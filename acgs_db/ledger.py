@@ -56,6 +56,14 @@ def _lp(text: str) -> bytes:
     return _I.pack(len(data)) + data
 
 
+def _net(text: str | None) -> bytes:
+    """A netstring: decimal UTF-8 byte length, ":", the bytes, ","; NULL is "-,"."""
+    if text is None:
+        return b"-,"
+    data = text.encode("utf-8")
+    return b"%d:%b," % (len(data), data)
+
+
 def row_digest(
     id_: int,
     tenant_id: str,
@@ -71,12 +79,12 @@ def row_digest(
         b"".join(
             (
                 _Q.pack(id_),
-                _lp(tenant_id),
-                _lp(decision_id),
-                _lp(constitutional_hash),
-                _lp(score_text),
-                _I.pack(-1) if details_text is None else _lp(details_text),
-                b"\x00" if processing_time_ms is None else b"\x01" + _I.pack(processing_time_ms),
+                _net(tenant_id),
+                _net(decision_id),
+                _net(constitutional_hash),
+                _net(score_text),
+                _net(details_text),
+                b"-," if processing_time_ms is None else b"%d," % processing_time_ms,
                 _Q.pack(_micros(created_at)),
             )
         )

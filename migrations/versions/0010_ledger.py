@@ -86,6 +86,19 @@ def upgrade() -> None:
 
     op.execute(
         """
+        DO $encoding$
+        BEGIN
+            IF current_setting('server_encoding') <> 'UTF8' THEN
+                RAISE EXCEPTION 'the ledger needs a UTF8 database'
+                    USING HINT = 'Its row digests are defined over UTF-8 (README, Tamper-evident'
+                                 ' ledger); create the database WITH ENCODING ''UTF8''.';
+            END IF;
+        END
+        $encoding$
+        """
+    )
+    op.execute(
+        """
         CREATE TABLE ledger_entries (
             entry_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
             xid xid8 NOT NULL,
