@@ -304,7 +304,7 @@ def test_an_edited_entry_is_caught(store: str, db: psycopg.Connection) -> None:
     )
     db.execute(
         "SELECT set_config('acgs.t', encode(sha256(string_agg(ledger_row_digest(id, tenant_id,"
-        " decision_id, constitutional_hash, compliance_score, validation_details,"
+        " decision_id, constitutional_hash, compliance_score::text, validation_details::text,"
         " processing_time_ms, created_at), ''::bytea ORDER BY id)), 'hex'), false)"
         " FROM constitutional_validations WHERE tenant_id = 'b'"
     )
@@ -528,8 +528,8 @@ def test_digest_round_trips_and_files_are_read(tmp_path: Path) -> None:
 def test_the_python_encoding_is_the_sql_one(db: psycopg.Connection) -> None:
     at = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC) - timedelta(days=400)
     row = db.execute(
-        "SELECT ledger_row_digest(42, 'tën', 'd', 'cdd01ef066bc6cf2', 0.9500, %s::jsonb, NULL,"
-        " %s), %s::jsonb::text",
+        "SELECT ledger_row_digest(42, 'tën', 'd', 'cdd01ef066bc6cf2', 0.9500::text,"
+        " %s::jsonb::text, NULL, %s), %s::jsonb::text",
         ('{"z": 1, "a": [1.0, "\\u00e9"]}', at, '{"z": 1, "a": [1.0, "\\u00e9"]}'),
     ).fetchone()
     assert row is not None
@@ -539,3 +539,16 @@ def test_the_python_encoding_is_the_sql_one(db: psycopg.Connection) -> None:
     hashes = [bytes([i]) * 32 for i in range(5)]
     root = db.execute("SELECT ledger_merkle_root(%s::bytea[])", (hashes,)).fetchone()
     assert root is not None and bytes(root[0]) == ledger.merkle_root(hashes)
+
+
+def test_a_statement_whose_ids_are_not_contiguous_lists_them(
+    store: str, db: psycopg.Connection
+) -> None:
+    db.execute(
+        "INSERT INTO constitutional_validations (id, tenant_id, decision_id, compliance_score)"
+        " VALUES (1000, 'x', 'a', 0.5), (1002, 'x', 'b', 0.5), (1003, 'x', 'c', 0.5)"
+    )
+    _insert(db, "y", 2)  # the identity's own ids, contiguous: one range
+    entries = db.execute("SELECT ids::text, row_count FROM ledger_entries ORDER BY entry_id")
+    assert entries.fetchall() == [("{[1000,1001),[1002,1004)}", 3), ("{[1,3)}", 2)]
+    assert ledger.verify(store, _sealed(store)).ok

@@ -64,7 +64,7 @@ depends_on = None
 # come from Settings, which admits only plain lower-case identifiers; they are quoted anyway.
 
 _ROUTINES = (
-    "ledger_row_digest(bigint, text, text, text, numeric, jsonb, integer, timestamptz)",
+    "ledger_row_digest(bigint, text, text, text, text, text, integer, timestamptz)",
     "ledger_entry_hash(bigint, xid8, text, bigint, int8multirange, bytea, text, text, timestamptz)",
     "ledger_merkle_root(bytea[])",
     "ledger_capture()",
@@ -197,11 +197,13 @@ def upgrade() -> None:
         SELECT pg_current_xact_id(), 'backfill', count(*), min(v.id), max(v.id),
                range_agg(int8range(v.id, v.id, '[]')),
                sha256(string_agg(ledger_row_digest(v.id, v.tenant_id, v.decision_id,
-                                                   v.constitutional_hash, v.compliance_score,
-                                                   v.validation_details, v.processing_time_ms,
-                                                   v.created_at),
+                                                   v.constitutional_hash, v.score, v.details,
+                                                   v.processing_time_ms, v.created_at),
                                  ''::bytea ORDER BY v.id))
-        FROM constitutional_validations AS v
+        FROM (SELECT c.id, c.tenant_id, c.decision_id, c.constitutional_hash,
+                     c.compliance_score::text AS score, c.validation_details::text AS details,
+                     c.processing_time_ms, c.created_at
+                FROM constitutional_validations AS c OFFSET 0) AS v
         HAVING count(*) > 0
         """
     )

@@ -55,10 +55,13 @@ BEGIN
                  || ' SELECT $1, $2, $3, count(*), min(r.id), max(r.id),'
                  || ' coalesce(range_agg(int8range(r.id, r.id, ''[]'')), ''{}''),'
                  || ' sha256(coalesce(string_agg(ledger_row_digest(r.id, r.tenant_id,'
-                 || ' r.decision_id, r.constitutional_hash, r.compliance_score,'
-                 || ' r.validation_details, r.processing_time_ms, r.created_at),'
+                 || ' r.decision_id, r.constitutional_hash, r.score, r.details,'
+                 || ' r.processing_time_ms, r.created_at),'
                  || ' ''''::bytea ORDER BY r.id), ''''::bytea))'
-                 || ' FROM ' || part.oid::regclass::text || ' AS r'
+                 || ' FROM (SELECT p.id, p.tenant_id, p.decision_id, p.constitutional_hash,'
+                 || ' p.compliance_score::text AS score, p.validation_details::text AS details,'
+                 || ' p.processing_time_ms, p.created_at'
+                 || ' FROM ' || part.oid::regclass::text || ' AS p OFFSET 0) AS r'
                 USING part.oid, part.name, part.bounds;
         ELSE
             INSERT INTO ledger_drop_pending (partition_oid, partition, bounds)
