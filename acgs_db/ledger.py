@@ -56,14 +56,6 @@ def _lp(text: str) -> bytes:
     return _I.pack(len(data)) + data
 
 
-def _net(text: str | None) -> bytes:
-    """A netstring: decimal UTF-8 byte length, ":", the bytes, ","; NULL is "-,"."""
-    if text is None:
-        return b"-,"
-    data = text.encode("utf-8")
-    return b"%d:%b," % (len(data), data)
-
-
 def row_digest(
     id_: int,
     tenant_id: str,
@@ -74,19 +66,31 @@ def row_digest(
     processing_time_ms: int | None,
     created_at: datetime,
 ) -> bytes:
-    """SHA-256 of one validation's canonical encoding (``ledger_row_digest()`` in SQL)."""
+    """SHA-256 of one validation's canonical encoding (``ledger_row_digest()`` in SQL): id
+    (8 bytes), netstrings ``LENGTH:VALUE,`` of the text columns (``-,`` for NULL), the time in
+    decimal and ``,`` (``-,``), ``created_at`` (8 bytes, microseconds since 2000)."""
+    t, d, h, s = (v.encode() for v in (tenant_id, decision_id, constitutional_hash, score_text))
+    if details_text is None:
+        j = b"-,"
+    else:
+        jb = details_text.encode()
+        j = b"%d:%b," % (len(jb), jb)
+    p = b"-," if processing_time_ms is None else b"%d," % processing_time_ms
     return hashlib.sha256(
-        b"".join(
-            (
-                _Q.pack(id_),
-                _net(tenant_id),
-                _net(decision_id),
-                _net(constitutional_hash),
-                _net(score_text),
-                _net(details_text),
-                b"-," if processing_time_ms is None else b"%d," % processing_time_ms,
-                _Q.pack(_micros(created_at)),
-            )
+        b"%b%d:%b,%d:%b,%d:%b,%d:%b,%b%b%b"
+        % (
+            _Q.pack(id_),
+            len(t),
+            t,
+            len(d),
+            d,
+            len(h),
+            h,
+            len(s),
+            s,
+            j,
+            p,
+            _Q.pack(_micros(created_at)),
         )
     ).digest()
 
