@@ -36,7 +36,7 @@ _INF = 1 << 63
 _RANGE = re.compile(r"\[(-?\d+),(-?\d+)\)")
 _Q = struct.Struct(">q")
 _I = struct.Struct(">i")
-_FETCH = 5000
+_FETCH = 10_000
 _SHOWN = 20  # id ranges shown per problem
 
 
@@ -69,7 +69,12 @@ def row_digest(
     """SHA-256 of one validation's canonical encoding (``ledger_row_digest()`` in SQL): id
     (8 bytes), netstrings ``LENGTH:VALUE,`` of the text columns (``-,`` for NULL), the time in
     decimal and ``,`` (``-,``), ``created_at`` (8 bytes, microseconds since 2000)."""
-    t, d, h, s = (v.encode() for v in (tenant_id, decision_id, constitutional_hash, score_text))
+    t, d, h, s = (
+        tenant_id.encode(),
+        decision_id.encode(),
+        constitutional_hash.encode(),
+        score_text.encode(),
+    )
     if details_text is None:
         j = b"-,"
     else:
@@ -90,7 +95,7 @@ def row_digest(
             s,
             j,
             p,
-            _Q.pack(_micros(created_at)),
+            _Q.pack((created_at - _EPOCH) // _MICRO),
         )
     ).digest()
 
@@ -434,9 +439,9 @@ def _stream(
     conn: psycopg.Connection[Any], name: str, query: str, params: dict[str, Any]
 ) -> Iterator[tuple[Any, ...]]:
     with conn.cursor(name=name) as cur:
-        cur.itersize = _FETCH
         cur.execute(query, params)
-        yield from cur
+        while batch := cur.fetchmany(_FETCH):
+            yield from batch
 
 
 def _entries(
