@@ -553,3 +553,16 @@ def test_a_statement_whose_ids_are_not_contiguous_lists_them(
     entries = db.execute("SELECT ids::text, row_count FROM ledger_entries ORDER BY entry_id")
     assert entries.fetchall() == [("{[1000,1001),[1002,1004)}", 3), ("{[1,3)}", 2)]
     assert ledger.verify(store, _sealed(store)).ok
+
+
+def test_the_reader_role_can_verify_and_the_writer_can_seal(
+    store: str, db: psycopg.Connection
+) -> None:
+    _insert(db, "a", 3)
+    as_writer = store + f"?options=-crole%3D{SETTINGS.writer_role}"
+    as_reader = store + f"?options=-crole%3D{SETTINGS.reader_role}"
+    assert ledger.seal(as_writer) is not None
+    report = ledger.verify(as_reader, ledger.latest_digest(as_reader))
+    assert report.ok and report.rows == 3
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        ledger.seal(as_reader)
