@@ -39,7 +39,8 @@ from sqlalchemy import (
     Uuid,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, OID
+from sqlalchemy.dialects.postgresql import INT8MULTIRANGE, JSONB, OID
+from sqlalchemy.types import UserDefinedType
 
 from acgs_db.schema import CONSTITUTIONAL_HASH
 
@@ -209,10 +210,79 @@ acgs_exclusive = Table(
     "acgs_exclusive",
     metadata,
     Column("name", Text, nullable=False),
-    CheckConstraint("name IN ('refresh', 'fold')", name="acgs_exclusive_name_check"),
+    CheckConstraint("name IN ('fold', 'refresh', 'seal')", name="acgs_exclusive_name_check"),
     PrimaryKeyConstraint("name", name="acgs_exclusive_pkey"),
 )
-"""Rows the refresh and the fold lock to run one at a time (migration 0007; the owner's alone)."""
+"""Rows the refresh, the fold and the ledger's seal lock to run one at a time (migrations 0007,
+0010; the owner's alone)."""
+
+
+class XID8(UserDefinedType[int]):
+    """PostgreSQL's ``xid8`` (a 64-bit transaction id), which SQLAlchemy does not name."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "xid8"
+
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("entry_id", BigInteger, Identity(always=True), nullable=False),
+    Column("xid", XID8(), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("row_count", BigInteger),
+    Column("min_id", BigInteger),
+    Column("max_id", BigInteger),
+    Column("ids", INT8MULTIRANGE, nullable=False, server_default=text("'{}'::int8multirange")),
+    Column("rows_digest", LargeBinary),
+    Column("partition", Text),
+    Column("bounds", Text),
+    Column(
+        "logged_at",
+        DateTime(timezone=True),
+        nullable=False,
+        server_default=text("date_trunc('milliseconds'::text, now())"),
+    ),
+    CheckConstraint("kind IN ('insert', 'backfill', 'drop')", name="ledger_entries_kind_check"),
+    PrimaryKeyConstraint("entry_id", name="ledger_entries_pkey"),
+    Index("ledger_entries_xid", "xid", "entry_id"),
+)
+"""One entry per statement that inserted validations, per backfill and per retention drop
+(migration 0010): the tamper-evident ledger's leaves."""
+
+ledger_blocks = Table(
+    "ledger_blocks",
+    metadata,
+    Column("block_id", BigInteger, nullable=False, autoincrement=False),
+    Column("prev_hash", LargeBinary, nullable=False),
+    Column("merkle_root", LargeBinary, nullable=False),
+    Column("xid_lo", XID8(), nullable=False),
+    Column("xid_hi", XID8(), nullable=False),
+    Column("entry_count", BigInteger, nullable=False),
+    Column("row_count", BigInteger, nullable=False),
+    Column("sealed_at", DateTime(timezone=True), nullable=False),
+    Column("block_hash", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("block_id", name="ledger_blocks_pkey"),
+)
+"""Sealed blocks of ledger entries, each chained to the previous one (migration 0010)."""
+
+ledger_drop_pending = Table(
+    "ledger_drop_pending",
+    metadata,
+    Column("xid", XID8(), nullable=False, server_default=text("pg_current_xact_id()")),
+    Column("partition_oid", OID, nullable=False),
+    Column("partition", Text, nullable=False),
+    Column("bounds", Text),
+    Column("row_count", BigInteger),
+    Column("min_id", BigInteger),
+    Column("max_id", BigInteger),
+    Column("ids", INT8MULTIRANGE),
+    Column("rows_digest", LargeBinary),
+    PrimaryKeyConstraint("xid", "partition_oid", name="ledger_drop_pending_pkey"),
+)
+"""Partitions being dropped by retention, counted and digested before the drop (migration 0010)."""
 
 
 def _metrics_columns() -> list[Column[Any]]:

@@ -213,6 +213,32 @@ def repo(pool: asyncpg.Pool) -> ValidationRepository:
     return ValidationRepository(pool, Settings.from_env({}))
 
 
+def bypass_append_only(conn: psycopg.Connection, statement: str, params: object = None) -> None:
+    """Run an UPDATE or DELETE of validations as the tests' superuser, with the append-only
+    trigger (migration 0010) disabled for that transaction only: the rollup's capture still
+    fires, so its delete and update paths stay tested. Production code never does this."""
+    with conn.transaction():
+        conn.execute(
+            "ALTER TABLE constitutional_validations"
+            " DISABLE TRIGGER constitutional_validations_append_only"
+        )
+        conn.execute(statement, params)  # type: ignore[arg-type]
+        conn.execute(
+            "ALTER TABLE constitutional_validations"
+            " ENABLE TRIGGER constitutional_validations_append_only"
+        )
+
+
+def empty_store(conn: psycopg.Connection) -> None:
+    """Empty the validations, the rollup and the ledger (append-only: triggers bypassed)."""
+    with conn.transaction():
+        conn.execute("SET LOCAL session_replication_role = replica")
+        conn.execute(
+            "TRUNCATE constitutional_validations, validation_rollup, validation_rollup_delta,"
+            " ledger_entries, ledger_blocks"
+        )
+
+
 async def count_rows(pool: asyncpg.Pool, tenant: str) -> int:
     """How many validations of ``tenant`` are stored."""
     return int(

@@ -1,4 +1,4 @@
-"""The repository and refresh benchmarks run end to end on a small scale: every figure is
+"""The repository, refresh and ledger benchmarks run end to end on a small scale: every figure is
 produced, and the exactness checks they make hold (their timings are not judged here)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import sys
 
 from conftest import Server
 
-from acgs_db.bench import repository, rollup
+from acgs_db.bench import ledger, repository, rollup
 
 
 def test_the_repository_benchmark_measures_every_figure(pg_server: Server) -> None:
@@ -61,6 +61,18 @@ def test_the_refresh_benchmark_keeps_the_view_exact(pg_server: Server) -> None:
     assert results["capture"]["delta_trigger_rows_s"] > 0
     assert results["readers"]["refresh_concurrently_s"] > 0
     assert results["window_growth"] > 0
+
+
+def test_the_ledger_benchmark_measures_every_figure_and_verifies(pg_server: Server) -> None:
+    options = ledger.Options(rows=3000, rounds=1, inserts=100, tenants=10, decisions=50)
+    results = ledger.run(pg_server.admin_url, options)
+    writes, verify = results["writes"], results["verify"]
+    assert writes["rows"] == 3000 and writes["insert_calls"] == 100
+    for key in ("copy_ratio", "insert_ratio", "copy_without_ledger_rows_s"):
+        assert writes[key] > 0, key
+    # The rows left in place verify (the benchmark raises otherwise), every one of them.
+    assert verify["verified_rows"] == 3000 and verify["sealed_entries"] == 1
+    assert verify["verify_rows_s"] > 0 and verify["scan_rows_s"] > 0
 
 
 def test_recover_command_reports_what_it_did(database_url: str) -> None:

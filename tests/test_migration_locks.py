@@ -61,6 +61,11 @@ DOCUMENTED = {
     },
     "0008_lock_timeouts": {},
     "0009_batch_digest": {"ingest_batches": "AccessExclusiveLock"},
+    # CREATE TRIGGER (the ledger capture and append-only triggers); the 'seal' row's CHECK.
+    "0010_ledger": {
+        "constitutional_validations": "ShareRowExclusiveLock",
+        "acgs_exclusive*": "AccessExclusiveLock",
+    },
 }
 
 LOCKS = text(

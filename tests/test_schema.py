@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
+from conftest import bypass_append_only
 
 
 def _scalar(conn: psycopg.Connection, sql: str, *params: object) -> object:
@@ -224,4 +225,6 @@ def test_rows_outside_premade_partitions_land_in_default(conn: psycopg.Connectio
         tenant,
     )
     assert where == "constitutional_validations_default"
-    conn.execute("DELETE FROM constitutional_validations WHERE tenant_id = %s", (tenant,))
+    bypass_append_only(
+        conn, "DELETE FROM constitutional_validations WHERE tenant_id = %s", (tenant,)
+    )

@@ -36,7 +36,7 @@ import asyncpg
 import psycopg
 from psycopg import sql
 from sqlalchemy import MetaData as SaMetaData
-from sqlalchemy import Table, create_engine, insert
+from sqlalchemy import Table, create_engine, insert, text
 from sqlalchemy.pool import NullPool
 
 from acgs_db import tenants
@@ -158,8 +158,8 @@ def _executemany(url: str, rows: Sequence[tuple[Any, ...]]) -> float:
         for param in params:
             if param["validation_details"] is not None:
                 param["validation_details"] = json.loads(param["validation_details"])
-        with engine.begin() as conn:
-            conn.execute(table.delete())
+        with engine.begin() as conn:  # validations are append-only (migration 0010)
+            conn.execute(text(load_sql("bench/empty_tables")))
         started = time.perf_counter()
         with engine.begin() as conn:
             conn.execute(insert(table), params)

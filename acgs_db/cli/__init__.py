@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from acgs_db.cli import bench, main_job, operations, tenants  # noqa: F401  (they register commands)
+from acgs_db.cli import (  # noqa: F401  (they register commands)
+    bench,
+    ledger,
+    main_job,
+    operations,
+    tenants,
+)
 from acgs_db.cli._common import app
 
 

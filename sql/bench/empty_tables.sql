@@ -1,2 +1,9 @@
--- Empty the audit tables between benchmark rounds (scratch databases only).
-TRUNCATE constitutional_validations, validation_rollup, validation_rollup_delta, ingest_batches
+-- Empty the audit tables and the ledger between benchmark rounds (scratch databases only; a
+-- superuser: the tables are append-only, migration 0010, so their triggers are bypassed here).
+DO $empty$
+BEGIN
+    SET LOCAL session_replication_role = replica;
+    TRUNCATE constitutional_validations, validation_rollup, validation_rollup_delta,
+             ingest_batches, ledger_entries, ledger_blocks;
+END
+$empty$
