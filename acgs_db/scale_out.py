@@ -80,6 +80,21 @@ TABLES: Final[dict[str, Table]] = {
         "two rows locked FOR UPDATE to serialise the refresh and the fold, which run on the "
         "coordinator; a row lock on a local table costs no cross-node round trip",
     ),
+    "ledger_entries": Table(
+        Placement.LOCAL,
+        "the tamper-evident ledger (migration 0010) covers every tenant's rows in one chain; "
+        "on Citus each worker would keep entries for its shards and the coordinator seal them "
+        "(not built: docs/scale-out.md, 'The ledger')",
+    ),
+    "ledger_blocks": Table(
+        Placement.LOCAL,
+        "the sealed, chained blocks: one chain for the whole store, on the coordinator",
+    ),
+    "ledger_drop_pending": Table(
+        Placement.LOCAL,
+        "partitions being dropped by retention, counted before the drop: DDL runs on the "
+        "coordinator",
+    ),
     "alembic_version": Table(
         Placement.LOCAL,
         "migration bookkeeping; Citus runs DDL from the coordinator only",
@@ -102,6 +117,8 @@ REPLACED_TRIGGERS: Final[dict[str, str]] = {
     "constitutional_validations_rollup_insert": "capture",
     "constitutional_validations_rollup_delete": "capture",
     "constitutional_validations_rollup_update": "capture",
+    "constitutional_validations_ledger": "ledger",
+    "constitutional_validations_append_only": "append-only",
 }
 """Triggers on distributed tables. Citus refuses triggers on distributed tables unless
 ``citus.enable_unsafe_triggers`` is on, and then a trigger that writes another distributed

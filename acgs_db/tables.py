@@ -210,7 +210,7 @@ acgs_exclusive = Table(
     "acgs_exclusive",
     metadata,
     Column("name", Text, nullable=False),
-    CheckConstraint("name IN ('fold', 'refresh', 'seal')", name="acgs_exclusive_name_check"),
+    CheckConstraint("name IN ('refresh', 'fold', 'seal')", name="acgs_exclusive_name_check"),
     PrimaryKeyConstraint("name", name="acgs_exclusive_pkey"),
 )
 """Rows the refresh, the fold and the ledger's seal lock to run one at a time (migrations 0007,

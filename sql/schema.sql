@@ -845,7 +845,7 @@ ALTER TABLE partman.template_public_constitutional_validations OWNER TO acgs_own
 
 CREATE TABLE public.acgs_exclusive (
     name text NOT NULL,
-    CONSTRAINT acgs_exclusive_name_check CHECK ((name = ANY (ARRAY['fold'::text, 'refresh'::text, 'seal'::text])))
+    CONSTRAINT acgs_exclusive_name_check CHECK ((name = ANY (ARRAY['refresh'::text, 'fold'::text, 'seal'::text])))
 );
 
 ALTER TABLE public.acgs_exclusive OWNER TO acgs_owner;

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from acgs_db import ledger, schema
 from acgs_db.partitions import maintain
@@ -559,8 +560,8 @@ def test_the_reader_role_can_verify_and_the_writer_can_seal(
     store: str, db: psycopg.Connection
 ) -> None:
     _insert(db, "a", 3)
-    as_writer = store + f"?options=-crole%3D{SETTINGS.writer_role}"
-    as_reader = store + f"?options=-crole%3D{SETTINGS.reader_role}"
+    as_writer = make_conninfo(store, options=f"-crole={SETTINGS.writer_role}")
+    as_reader = make_conninfo(store, options=f"-crole={SETTINGS.reader_role}")
     assert ledger.seal(as_writer) is not None
     report = ledger.verify(as_reader, ledger.latest_digest(as_reader))
     assert report.ok and report.rows == 3

@@ -260,6 +260,9 @@ def test_distributed_tables_are_the_tenant_tables(conn: Conn) -> None:
         "ingest_batches",
         "acgs_exclusive",
         "alembic_version",
+        "ledger_entries",
+        "ledger_blocks",
+        "ledger_drop_pending",
     }
     assert {n for n, t in TABLES.items() if t.placement is Placement.REFERENCE} == {"tenant_logins"}
 
@@ -327,7 +330,7 @@ def test_triggers_on_distributed_tables_are_declared_with_their_replacement(conn
         ("constitutional_validations", sorted(DISTRIBUTED)),
     ).fetchall()
     assert {r[0] for r in rows} == set(REPLACED_TRIGGERS)
-    assert set(REPLACED_TRIGGERS.values()) == {"capture"}
+    assert set(REPLACED_TRIGGERS.values()) == {"capture", "ledger", "append-only"}
 
 
 # -- statements -----------------------------------------------------------------------------

@@ -22,8 +22,8 @@ Create Date: 2026-12-01
   commit order. It orders them by (xid, entry_id), builds a Merkle tree of their hashes
   (``ledger_entry_hash()``, ``ledger_merkle_root()``) and chains the block to the previous one
   (``block_hash = sha256(prev_hash || root || metadata)``). One seal at a time: a new row 'seal'
-  of the owner-only ``acgs_exclusive`` (its CHECK is rebuilt from the names it holds, so names
-  other migrations add survive), locked in the function, not an advisory lock.
+  of the owner-only ``acgs_exclusive`` (its CHECK admits 'seal' too), locked in the function,
+  not an advisory lock.
 * **Append-only.** BEFORE UPDATE OR DELETE OR TRUNCATE statement triggers on
   ``constitutional_validations``, ``ledger_entries`` and ``ledger_blocks`` raise, whoever runs
   the statement (grants alone would not stop the owner). They sit on the parent: pg_partman's
@@ -147,21 +147,11 @@ def upgrade() -> None:
         )
         """
     )
+    op.execute("ALTER TABLE acgs_exclusive DROP CONSTRAINT acgs_exclusive_name_check")
+    op.execute("INSERT INTO acgs_exclusive (name) VALUES ('seal')")
     op.execute(
-        """
-        DO $seal$
-        DECLARE
-            names text;
-        BEGIN
-            ALTER TABLE acgs_exclusive DROP CONSTRAINT acgs_exclusive_name_check;
-            INSERT INTO acgs_exclusive (name) VALUES ('seal');
-            SELECT string_agg(quote_literal(name), ', ' ORDER BY name) INTO names
-              FROM acgs_exclusive;
-            EXECUTE 'ALTER TABLE acgs_exclusive ADD CONSTRAINT acgs_exclusive_name_check'
-                 || ' CHECK (name IN (' || names || '))';
-        END
-        $seal$
-        """
+        "ALTER TABLE acgs_exclusive ADD CONSTRAINT acgs_exclusive_name_check"
+        " CHECK (name IN ('refresh', 'fold', 'seal'))"
     )
 
     for name in (
@@ -237,21 +227,11 @@ def downgrade() -> None:
         op.execute(f"DROP TRIGGER {table}_append_only ON {table}")
     for routine in _ROUTINES:
         op.execute(f"DROP FUNCTION {routine}")
+    op.execute("ALTER TABLE acgs_exclusive DROP CONSTRAINT acgs_exclusive_name_check")
+    op.execute("DELETE FROM acgs_exclusive WHERE name = 'seal'")
     op.execute(
-        """
-        DO $seal$
-        DECLARE
-            names text;
-        BEGIN
-            ALTER TABLE acgs_exclusive DROP CONSTRAINT acgs_exclusive_name_check;
-            DELETE FROM acgs_exclusive WHERE name = 'seal';
-            SELECT string_agg(quote_literal(name), ', ' ORDER BY name) INTO names
-              FROM acgs_exclusive;
-            EXECUTE 'ALTER TABLE acgs_exclusive ADD CONSTRAINT acgs_exclusive_name_check'
-                 || ' CHECK (name IN (' || names || '))';
-        END
-        $seal$
-        """
+        "ALTER TABLE acgs_exclusive ADD CONSTRAINT acgs_exclusive_name_check"
+        " CHECK (name IN ('refresh', 'fold'))"
     )
     op.execute("DROP TABLE ledger_drop_pending")
     op.execute("DROP TABLE ledger_blocks")
