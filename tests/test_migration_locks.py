@@ -61,6 +61,7 @@ DOCUMENTED = {
     },
     "0008_lock_timeouts": {},
     "0009_batch_digest": {"ingest_batches": "AccessExclusiveLock"},
+    "0011_metrics_range": {},
 }
 
 LOCKS = text(

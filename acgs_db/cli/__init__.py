@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from acgs_db.cli import bench, main_job, operations, tenants  # noqa: F401  (they register commands)
+from acgs_db.cli import bench, main_job, metrics, operations, tenants  # noqa: F401  (they register commands)
 from acgs_db.cli._common import app
 
 
