@@ -1,0 +1,190 @@
+"""``acgs-db bench metrics``: exact figures over a range, and the real-time 24-hour figures.
+
+In a scratch database (:mod:`acgs_db.bench.scratch`):
+
+* **range**: one tenant with ``range_rows`` rows over ``days`` days (a long tail of processing
+  times: thousands of distinct values, ``sql/bench/generate_tail_rows.sql``), among other
+  tenants' rows; ``ValidationRepository.tenant_metrics(tenant, since=now - days)`` (p50/p99)
+  against the seed's aggregate SQL over the same rows and range, calls interleaved in the same
+  run, with the ratio, and both answers checked equal.
+* **24h**: one tenant with ``tenant_rows`` rows in its last 24 hours: the real-time statement
+  (``sql/queries/metrics_realtime.sql``, ``tenant_metrics_24h()``) p50/p99.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+from psycopg import sql
+
+from acgs_db.bench.pgbench import Percentiles
+from acgs_db.bench.rollup import Options as RollupOptions
+from acgs_db.bench.rollup import generate_rows
+from acgs_db.bench.scratch import scratch_database
+from acgs_db.pool import create_pool
+from acgs_db.repository import ValidationRepository
+from acgs_db.resources import load_sql
+from acgs_db.settings import Settings
+
+_LONG = 7200.0
+_CHUNK = 250_000
+_SEED_WINDOW = "WHERE created_at >= NOW() - INTERVAL '24 hours'"
+_FIGURES = (
+    "total_validations",
+    "failed_validations",
+    "constitutional_violations",
+    "avg_compliance_score",
+    "avg_processing_time_ms",
+    "p95_processing_time_ms",
+    "p99_processing_time_ms",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Sizes (the issue's: 1,000,000 rows over 30 days; 50,000 rows in 24 hours)."""
+
+    range_rows: int = 1_000_000
+    days: int = 30
+    other_rows: int = 200_000
+    tenant_rows: int = 50_000
+    range_calls: int = 100
+    seed_calls: int = 10
+    tenant_calls: int = 500
+
+
+def seed_over_range() -> str:
+    """The seed's aggregate SQL (verbatim) over [$2, $3) for tenant $1."""
+    seed = load_sql("schema/seed_metrics_24h")
+    ranged = seed.replace(
+        _SEED_WINDOW, "WHERE created_at >= $2 AND created_at < $3 AND tenant_id = $1"
+    )
+    return (
+        sql.SQL("SELECT {} FROM ({}) AS s")
+        .format(sql.SQL(", ").join(map(sql.Identifier, _FIGURES)), sql.SQL(ranged))
+        .as_string(None)
+    )
+
+
+async def _tail_rows(
+    conn: asyncpg.Connection, tenant: str, rows: int, start: datetime, end: datetime
+) -> None:
+    span = end - start
+    for done in range(0, rows, _CHUNK):
+        n = min(_CHUNK, rows - done)
+        await conn.execute(
+            load_sql("bench/generate_tail_rows"),
+            n,
+            tenant,
+            start + span * (done / rows),
+            start + span * ((done + n) / rows),
+            timeout=_LONG,
+        )
+
+
+async def _micros(call: Any) -> int:
+    started = time.perf_counter_ns()
+    await call()
+    return (time.perf_counter_ns() - started) // 1000
+
+
+async def scenario(url: str, options: Options) -> dict[str, Any]:
+    """Load, fold, VACUUM ANALYZE, then time both scenarios in this run."""
+    settings = Settings.from_env(metrics_staleness=0.0)
+    pool = await create_pool(url, settings=settings, min_size=1, max_size=1)
+    ranged, hot = "tenant-range", "tenant-hot"
+    try:
+        async with pool.acquire() as conn:
+            now = datetime.now(UTC)
+            started = time.perf_counter()
+            await _tail_rows(
+                conn, ranged, options.range_rows, now - timedelta(days=options.days), now
+            )
+            await generate_rows(
+                conn, options.other_rows, now - timedelta(days=options.days), now, RollupOptions()
+            )
+            await generate_rows(
+                conn,
+                options.tenant_rows,
+                now - timedelta(hours=23, minutes=59),
+                now,
+                RollupOptions(),
+                tenant=hot,
+            )
+            await conn.fetchval("SELECT fold_validation_rollup()", timeout=_LONG)
+            await conn.execute("VACUUM ANALYZE", timeout=_LONG)
+            load_s = time.perf_counter() - started
+            distinct = await conn.fetchval(
+                "SELECT count(DISTINCT processing_time_ms) FROM constitutional_validations"
+                " WHERE tenant_id = $1",
+                ranged,
+            )
+            rollup_rows = await conn.fetchval(
+                "SELECT count(*) FROM validation_rollup WHERE tenant_id = $1", ranged
+            )
+        repo = ValidationRepository(pool, settings)
+        seed_query = seed_over_range()
+        ours: list[int] = []
+        seed: list[int] = []
+        equal = True
+        # Interleaved, so that both see the same machine; warm both first.
+        since = datetime.now(UTC) - timedelta(days=options.days)
+        await repo.tenant_metrics(ranged, since)
+        await pool.fetchrow(seed_query, ranged, since, datetime.now(UTC), timeout=_LONG)
+        per_seed = max(options.range_calls // max(options.seed_calls, 1), 1)
+        for i in range(options.range_calls):
+            since = datetime.now(UTC) - timedelta(days=options.days)
+            ours.append(await _micros(lambda s=since: repo.tenant_metrics(ranged, s)))
+            if i % per_seed == 0 and len(seed) < options.seed_calls:
+                until = datetime.now(UTC)
+                seed.append(
+                    await _micros(
+                        lambda s=since, u=until: pool.fetchrow(
+                            seed_query, ranged, s, u, timeout=_LONG
+                        )
+                    )
+                )
+                got = await repo.tenant_metrics(ranged, since, until)
+                expected = await pool.fetchrow(seed_query, ranged, since, until, timeout=_LONG)
+                equal = equal and got is not None and expected is not None
+                if got is not None and expected is not None:
+                    equal = equal and tuple(getattr(got, f) for f in _FIGURES) == tuple(expected)
+        realtime: list[int] = []
+        realtime_query = load_sql("queries/metrics_realtime")
+        await pool.fetchrow(realtime_query, hot)
+        for _ in range(options.tenant_calls):
+            realtime.append(await _micros(lambda: pool.fetchrow(realtime_query, hot)))
+        hot_rows = await pool.fetchval("SELECT total_validations FROM tenant_metrics_24h($1)", hot)
+    finally:
+        await pool.close()
+    mine, theirs, live = Percentiles.of(ours), Percentiles.of(seed), Percentiles.of(realtime)
+    assert mine is not None and theirs is not None and live is not None
+    return {
+        "range": {
+            "tenant_rows": options.range_rows,
+            "days": options.days,
+            "distinct_processing_times": distinct,
+            "rollup_rows": rollup_rows,
+            "load_s": round(load_s, 1),
+            "tenant_metrics_range_ms": mine.to_json(),
+            "seed_sql_same_range_ms": theirs.to_json(),
+            "ratio_p50": round(theirs.p50 / mine.p50, 2),
+            "ratio_p99": round(theirs.p99 / mine.p99, 2),
+            "equal_to_seed_sql": equal,
+        },
+        "24h": {
+            "tenant_rows_24h": hot_rows,
+            "tenant_metrics_24h_realtime_ms": live.to_json(),
+        },
+    }
+
+
+def run(url: str, options: Options) -> dict[str, Any]:
+    """Both scenarios in one scratch database beside ``url``'s."""
+    with scratch_database(url) as scratch:
+        return asyncio.run(scenario(scratch, options))
