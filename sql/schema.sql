@@ -517,6 +517,32 @@ BEGIN
             below_95 = r.below_95 + EXCLUDED.below_95,
             below_90 = r.below_90 + EXCLUDED.below_90
         RETURNING r.tenant_id, r.bucket, r.processing_time_ms, r.validations
+    ), totals AS (
+        INSERT INTO rollup_totals_hour AS t
+            (tenant_id, bucket, total, timed, time_sum, score_sum, below_95, below_90)
+        SELECT tenant_id, bucket, sum(validations),
+               coalesce(sum(validations) FILTER (WHERE processing_time_ms IS NOT NULL), 0),
+               coalesce(sum(processing_time_ms::numeric * validations), 0),
+               sum(score_sum), sum(below_95), sum(below_90)
+        FROM summed
+        GROUP BY tenant_id, bucket
+        ON CONFLICT (tenant_id, bucket) DO UPDATE
+        SET total = t.total + EXCLUDED.total,
+            timed = t.timed + EXCLUDED.timed,
+            time_sum = t.time_sum + EXCLUDED.time_sum,
+            score_sum = t.score_sum + EXCLUDED.score_sum,
+            below_95 = t.below_95 + EXCLUDED.below_95,
+            below_90 = t.below_90 + EXCLUDED.below_90
+        RETURNING 1
+    ), bins AS (
+        INSERT INTO rollup_bins_day AS b (tenant_id, day, bin, n)
+        SELECT tenant_id, date_bin(interval '1 day', bucket, timestamptz '2000-01-01 00:00:00+00'),
+               rollup_bin(processing_time_ms), sum(validations)
+        FROM summed
+        WHERE processing_time_ms IS NOT NULL
+        GROUP BY 1, 2, 3
+        ON CONFLICT (tenant_id, day, bin) DO UPDATE SET n = b.n + EXCLUDED.n
+        RETURNING 1
     )
     SELECT (SELECT coalesce(sum(parts), 0) FROM summed),
            array_agg(tenant_id) FILTER (WHERE validations = 0),
@@ -545,7 +571,22 @@ BEGIN
        AND EXISTS (SELECT 1 FROM validation_rollup WHERE bucket < oldest) THEN
         oldest := least(oldest, (SELECT rollup_bucket(min(created_at))
                                  FROM constitutional_validations WHERE created_at < oldest));
-        DELETE FROM validation_rollup WHERE bucket < oldest;
+        -- The day bins lose exactly the counts of the buckets dropped (a day may straddle).
+        WITH gone AS (
+            DELETE FROM validation_rollup WHERE bucket < oldest
+            RETURNING tenant_id, bucket, processing_time_ms, validations
+        ), per_bin AS (
+            SELECT tenant_id,
+                   date_bin(interval '1 day', bucket, timestamptz '2000-01-01 00:00:00+00') AS day,
+                   rollup_bin(processing_time_ms) AS bin, sum(validations) AS n
+            FROM gone
+            WHERE processing_time_ms IS NOT NULL
+            GROUP BY 1, 2, 3
+        )
+        UPDATE rollup_bins_day b SET n = b.n - p.n
+        FROM per_bin p
+        WHERE b.tenant_id = p.tenant_id AND b.day = p.day AND b.bin = p.bin;
+        DELETE FROM rollup_totals_hour WHERE bucket < oldest;
     END IF;
 
     RETURN folded;
@@ -577,6 +618,18 @@ $$;
 
 ALTER FUNCTION public.refresh_tenant_metrics_24h() OWNER TO acgs_owner;
 
+CREATE FUNCTION public.rollup_bin(v integer) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE WHEN (v < 256) THEN v ELSE ((256 + ((23 - POSITION(('1'::text) IN (((v)::bit(31))::text))) * 32)) + ((v >> (26 - POSITION(('1'::text) IN (((v)::bit(31))::text)))) & 31)) END;
+
+ALTER FUNCTION public.rollup_bin(v integer) OWNER TO acgs_owner;
+
+CREATE FUNCTION public.rollup_bin_lo(b integer) RETURNS bigint
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE WHEN (b < 256) THEN (b)::bigint ELSE (((32 + mod((b - 256), 32)))::bigint << (((b - 256) / 32) + 3)) END;
+
+ALTER FUNCTION public.rollup_bin_lo(b integer) OWNER TO acgs_owner;
+
 CREATE FUNCTION public.rollup_fold_lag() RETURNS double precision
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
@@ -584,10 +637,32 @@ CREATE FUNCTION public.rollup_fold_lag() RETURNS double precision
 
 ALTER FUNCTION public.rollup_fold_lag() OWNER TO acgs_owner;
 
+CREATE TABLE public.rollup_bins_day (
+    tenant_id character varying(50) NOT NULL,
+    day timestamp with time zone NOT NULL,
+    bin integer NOT NULL,
+    n bigint NOT NULL
+);
+
+ALTER TABLE public.rollup_bins_day OWNER TO acgs_owner;
+
+CREATE TABLE public.rollup_totals_hour (
+    tenant_id character varying(50) NOT NULL,
+    bucket timestamp with time zone NOT NULL,
+    total bigint NOT NULL,
+    timed bigint NOT NULL,
+    time_sum numeric NOT NULL,
+    score_sum numeric NOT NULL,
+    below_95 bigint NOT NULL,
+    below_90 bigint NOT NULL
+);
+
+ALTER TABLE public.rollup_totals_hour OWNER TO acgs_owner;
+
 CREATE FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since timestamp with time zone, p_until timestamp with time zone) RETURNS TABLE(tenant_id character varying, constitutional_hash character varying, avg_compliance_score numeric, total_validations bigint, failed_validations bigint, avg_processing_time_ms numeric, p95_processing_time_ms double precision, p99_processing_time_ms double precision, constitutional_violations bigint, last_updated timestamp with time zone)
     LANGUAGE sql STABLE PARALLEL SAFE
     BEGIN ATOMIC
- WITH span AS (
+ WITH span0 AS (
           SELECT tenant_metrics_range.p_since AS since,
              COALESCE(tenant_metrics_range.p_until, 'infinity'::timestamp with time zone) AS until,
                  CASE
@@ -598,15 +673,46 @@ CREATE FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since 
                      WHEN (tenant_metrics_range.p_until IS NULL) THEN 'infinity'::timestamp with time zone
                      ELSE public.rollup_bucket(tenant_metrics_range.p_until)
                  END AS wt
-         ), counts AS MATERIALIZED (
-          SELECT r_1.processing_time_ms,
-             r_1.validations AS n,
-             r_1.score_sum,
-             r_1.below_95,
-             r_1.below_90
-            FROM public.validation_rollup r_1,
-             span s
-           WHERE (((r_1.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (r_1.bucket >= s.wf) AND (r_1.bucket < s.wt))
+         ), span1 AS (
+          SELECT s.since,
+             s.until,
+             s.wf,
+             s.wt,
+                 CASE
+                     WHEN (date_bin('1 day'::interval, s.wf, '2000-01-01 00:00:00+00'::timestamp with time zone) = s.wf) THEN s.wf
+                     ELSE (date_bin('1 day'::interval, s.wf, '2000-01-01 00:00:00+00'::timestamp with time zone) + '1 day'::interval)
+                 END AS dlo,
+                 CASE
+                     WHEN (s.wt = 'infinity'::timestamp with time zone) THEN s.wt
+                     ELSE date_bin('1 day'::interval, s.wt, '2000-01-01 00:00:00+00'::timestamp with time zone)
+                 END AS dhi0
+            FROM span0 s
+         ), sp AS (
+          SELECT span1.since,
+             span1.until,
+             span1.wf,
+             span1.wt,
+             span1.dlo,
+             GREATEST(span1.dhi0, span1.dlo) AS dhi
+            FROM span1
+         ), edge AS (
+          SELECT r.processing_time_ms AS v,
+             r.validations AS n,
+             r.score_sum,
+             r.below_95,
+             r.below_90
+            FROM public.validation_rollup r,
+             sp
+           WHERE (((r.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (r.bucket >= sp.wf) AND (r.bucket < LEAST(sp.dlo, sp.wt)))
+         UNION ALL
+          SELECT r.processing_time_ms,
+             r.validations,
+             r.score_sum,
+             r.below_95,
+             r.below_90
+            FROM public.validation_rollup r,
+             sp
+           WHERE (((r.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (r.bucket >= GREATEST(sp.dhi, sp.wf)) AND (r.bucket < sp.wt))
          UNION ALL
           SELECT d.processing_time_ms,
              d.validations,
@@ -614,56 +720,145 @@ CREATE FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since 
              d.below_95,
              d.below_90
             FROM public.validation_rollup_delta d,
-             span s
-           WHERE (((d.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (d.bucket >= s.wf) AND (d.bucket < s.wt))
+             sp
+           WHERE (((d.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (d.bucket >= sp.wf) AND (d.bucket < sp.wt))
          UNION ALL
-          SELECT v.processing_time_ms,
+          SELECT x.processing_time_ms,
              1,
-             v.compliance_score,
-             ((v.compliance_score < 0.95))::integer AS int4,
-             ((v.compliance_score < 0.90))::integer AS int4
-            FROM public.constitutional_validations v,
-             span s
-           WHERE (((v.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND ((v.constitutional_hash)::text = 'cdd01ef066bc6cf2'::text) AND (v.created_at >= s.since) AND (v.created_at < LEAST(s.wf, s.until)))
+             x.compliance_score,
+             ((x.compliance_score < 0.95))::integer AS int4,
+             ((x.compliance_score < 0.90))::integer AS int4
+            FROM public.constitutional_validations x,
+             sp
+           WHERE (((x.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND ((x.constitutional_hash)::text = 'cdd01ef066bc6cf2'::text) AND (x.created_at >= sp.since) AND (x.created_at < LEAST(sp.wf, sp.until)))
          UNION ALL
-          SELECT v.processing_time_ms,
+          SELECT x.processing_time_ms,
              1,
-             v.compliance_score,
-             ((v.compliance_score < 0.95))::integer AS int4,
-             ((v.compliance_score < 0.90))::integer AS int4
-            FROM public.constitutional_validations v,
-             span s
-           WHERE (((v.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND ((v.constitutional_hash)::text = 'cdd01ef066bc6cf2'::text) AND (v.created_at >= GREATEST(s.wt, s.wf)) AND (v.created_at < s.until))
+             x.compliance_score,
+             ((x.compliance_score < 0.95))::integer AS int4,
+             ((x.compliance_score < 0.90))::integer AS int4
+            FROM public.constitutional_validations x,
+             sp
+           WHERE (((x.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND ((x.constitutional_hash)::text = 'cdd01ef066bc6cf2'::text) AND (x.created_at >= GREATEST(sp.wt, sp.wf)) AND (x.created_at < sp.until))
+         ), edge_v AS MATERIALIZED (
+          SELECT edge.v,
+             sum(edge.n) AS n,
+             sum(edge.score_sum) AS score_sum,
+             sum(edge.below_95) AS below_95,
+             sum(edge.below_90) AS below_90
+            FROM edge
+           GROUP BY edge.v
          ), totals AS (
-          SELECT sum(counts.n) AS total,
-             sum(counts.n) FILTER (WHERE (counts.processing_time_ms IS NOT NULL)) AS timed,
-             sum(((counts.processing_time_ms)::bigint * counts.n)) AS time_sum,
-             sum(counts.score_sum) AS score_sum,
-             sum(counts.below_95) AS below_95,
-             sum(counts.below_90) AS below_90
-            FROM counts
-         ), per_value AS (
-          SELECT counts.processing_time_ms AS v,
-             sum(counts.n) AS n
-            FROM counts
-           WHERE (counts.processing_time_ms IS NOT NULL)
-           GROUP BY counts.processing_time_ms
-          HAVING (sum(counts.n) <> (0)::numeric)
+          SELECT sum(u.total) AS total,
+             sum(u.timed) AS timed,
+             sum(u.time_sum) AS time_sum,
+             sum(u.score_sum) AS score_sum,
+             sum(u.below_95) AS below_95,
+             sum(u.below_90) AS below_90
+            FROM ( SELECT t_1.total,
+                     t_1.timed,
+                     t_1.time_sum,
+                     t_1.score_sum,
+                     t_1.below_95,
+                     t_1.below_90
+                    FROM public.rollup_totals_hour t_1,
+                     sp
+                   WHERE (((t_1.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (t_1.bucket >= sp.dlo) AND (t_1.bucket < sp.dhi))
+                 UNION ALL
+                  SELECT e.n,
+                         CASE
+                             WHEN (e.v IS NULL) THEN (0)::numeric
+                             ELSE e.n
+                         END AS n,
+                     ((e.v)::numeric * e.n),
+                     e.score_sum,
+                     e.below_95,
+                     e.below_90
+                    FROM edge_v e) u
          ), ranks AS (
-          SELECT ((0.95)::double precision * ((NULLIF(totals.timed, (0)::numeric) - (1)::numeric))::double precision) AS at95,
-             ((0.99)::double precision * ((NULLIF(totals.timed, (0)::numeric) - (1)::numeric))::double precision) AS at99
-            FROM totals
-         ), cumulative AS (
-          SELECT per_value.v,
-             sum(per_value.n) OVER (ORDER BY per_value.v) AS upto
-            FROM per_value
+          SELECT r.k,
+             (r.p * ((t_1.timed - (1)::numeric))::double precision) AS at
+            FROM totals t_1,
+             ( VALUES (95,(0.95)::double precision), (99,(0.99)::double precision)) r(k, p)
+           WHERE (t_1.timed > (0)::numeric)
+         ), targets AS (
+          SELECT ranks.k,
+             ranks.at,
+             (floor(ranks.at))::bigint AS rank,
+             'lo'::text AS side
+            FROM ranks
+         UNION ALL
+          SELECT ranks.k,
+             ranks.at,
+             (ceil(ranks.at))::bigint AS ceil,
+             'hi'::text
+            FROM ranks
+         ), bins AS (
+          SELECT u.bin,
+             sum(u.n) AS n
+            FROM ( SELECT b.bin,
+                     b.n
+                    FROM public.rollup_bins_day b,
+                     sp
+                   WHERE (((b.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (b.day >= sp.dlo) AND (b.day < sp.dhi))
+                 UNION ALL
+                  SELECT public.rollup_bin(e.v) AS rollup_bin,
+                     e.n
+                    FROM edge_v e
+                   WHERE (e.v IS NOT NULL)) u
+           GROUP BY u.bin
+          HAVING (sum(u.n) <> (0)::numeric)
+         ), cum_bins AS (
+          SELECT bins.bin,
+             (sum(bins.n) OVER (ORDER BY bins.bin) - bins.n) AS before,
+             sum(bins.n) OVER (ORDER BY bins.bin) AS upto
+            FROM bins
+         ), target_bins AS (
+          SELECT t_1.k,
+             t_1.side,
+             t_1.at,
+             t_1.rank,
+             c.bin,
+             c.before
+            FROM (targets t_1
+              JOIN cum_bins c ON ((((t_1.rank)::numeric >= c.before) AND ((t_1.rank)::numeric < c.upto))))
+         ), bin_values AS (
+          SELECT tb.bin,
+             x.v,
+             sum(x.n) AS n
+            FROM (( SELECT DISTINCT target_bins.bin
+                    FROM target_bins) tb
+              CROSS JOIN LATERAL ( SELECT r.processing_time_ms AS v,
+                     r.validations AS n
+                    FROM public.validation_rollup r,
+                     sp
+                   WHERE (((r.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (r.processing_time_ms >= public.rollup_bin_lo(tb.bin)) AND (r.processing_time_ms < public.rollup_bin_lo((tb.bin + 1))) AND (r.bucket >= sp.dlo) AND (r.bucket < sp.dhi))
+                 UNION ALL
+                  SELECT e.v,
+                     e.n
+                    FROM edge_v e
+                   WHERE ((e.v >= public.rollup_bin_lo(tb.bin)) AND (e.v < public.rollup_bin_lo((tb.bin + 1))))) x)
+           GROUP BY tb.bin, x.v
+          HAVING (sum(x.n) <> (0)::numeric)
          ), picked AS (
-          SELECT min(c.v) FILTER (WHERE ((c.upto)::double precision > floor(r_1.at95))) AS lo95,
-             min(c.v) FILTER (WHERE ((c.upto)::double precision > ceil(r_1.at95))) AS hi95,
-             min(c.v) FILTER (WHERE ((c.upto)::double precision > floor(r_1.at99))) AS lo99,
-             min(c.v) FILTER (WHERE ((c.upto)::double precision > ceil(r_1.at99))) AS hi99
-            FROM cumulative c,
-             ranks r_1
+          SELECT tb.k,
+             tb.side,
+             tb.at,
+             ( SELECT min(c.v) AS min
+                    FROM ( SELECT bv.v,
+                             (tb.before + sum(bv.n) OVER (ORDER BY bv.v)) AS upto
+                            FROM bin_values bv
+                           WHERE (bv.bin = tb.bin)) c
+                   WHERE (c.upto > (tb.rank)::numeric)) AS v
+            FROM target_bins tb
+         ), pct AS (
+          SELECT lo.k,
+             lo.at,
+             lo.v AS lo,
+             hi.v AS hi
+            FROM (picked lo
+              JOIN picked hi ON ((hi.k = lo.k)))
+           WHERE ((lo.side = 'lo'::text) AND (hi.side = 'hi'::text))
          )
   SELECT tenant_metrics_range.p_tenant AS p_tenant,
      'cdd01ef066bc6cf2'::character varying AS "varchar",
@@ -671,13 +866,15 @@ CREATE FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since 
      (t.total)::bigint AS total,
      (t.below_95)::bigint AS below_95,
      (t.time_sum / NULLIF(t.timed, (0)::numeric)),
-     ((p.lo95)::double precision + (((p.hi95)::double precision - (p.lo95)::double precision) * (r.at95 - floor(r.at95)))),
-     ((p.lo99)::double precision + (((p.hi99)::double precision - (p.lo99)::double precision) * (r.at99 - floor(r.at99)))),
+     ( SELECT ((p.lo)::double precision + (((p.hi)::double precision - (p.lo)::double precision) * (p.at - floor(p.at))))
+            FROM pct p
+           WHERE (p.k = 95)),
+     ( SELECT ((p.lo)::double precision + (((p.hi)::double precision - (p.lo)::double precision) * (p.at - floor(p.at))))
+            FROM pct p
+           WHERE (p.k = 99)),
      (t.below_90)::bigint AS below_90,
      now() AS now
-    FROM totals t,
-     ranks r,
-     picked p
+    FROM totals t
    WHERE (t.total > (0)::numeric);
 END;
 
@@ -830,6 +1027,12 @@ ALTER TABLE ONLY public.ingest_batches
 ALTER TABLE ONLY public.ingest_batches
     ADD CONSTRAINT ingest_batches_token_key UNIQUE (token);
 
+ALTER TABLE ONLY public.rollup_bins_day
+    ADD CONSTRAINT rollup_bins_day_pkey PRIMARY KEY (tenant_id, day, bin) INCLUDE (n);
+
+ALTER TABLE ONLY public.rollup_totals_hour
+    ADD CONSTRAINT rollup_totals_hour_pkey PRIMARY KEY (tenant_id, bucket) INCLUDE (total, timed, time_sum, score_sum, below_95, below_90);
+
 ALTER TABLE ONLY public.tenant_logins
     ADD CONSTRAINT tenant_logins_pkey PRIMARY KEY (login_oid);
 
@@ -855,6 +1058,8 @@ CREATE INDEX tenant_logins_tenant ON public.tenant_logins USING btree (tenant_id
 CREATE INDEX validation_rollup_bucket ON public.validation_rollup USING btree (bucket);
 
 CREATE INDEX validation_rollup_delta_tenant ON public.validation_rollup_delta USING btree (tenant_id, bucket);
+
+CREATE INDEX validation_rollup_value ON public.validation_rollup USING btree (tenant_id, processing_time_ms, bucket) INCLUDE (validations);
 
 ALTER INDEX public.idx_constitutional_validations_decision_lookup ATTACH PARTITION public.constitutional_validations_de_decision_id_constitutional_ha_idx;
 
@@ -954,10 +1159,24 @@ REVOKE ALL ON FUNCTION public.refresh_tenant_metrics_24h() FROM PUBLIC;
 GRANT ALL ON FUNCTION public.refresh_tenant_metrics_24h() TO acgs_refresher;
 GRANT ALL ON FUNCTION public.refresh_tenant_metrics_24h() TO acgs_writer;
 
+REVOKE ALL ON FUNCTION public.rollup_bin(v integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.rollup_bin(v integer) TO acgs_writer;
+GRANT ALL ON FUNCTION public.rollup_bin(v integer) TO acgs_reader;
+
+REVOKE ALL ON FUNCTION public.rollup_bin_lo(b integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.rollup_bin_lo(b integer) TO acgs_writer;
+GRANT ALL ON FUNCTION public.rollup_bin_lo(b integer) TO acgs_reader;
+
 REVOKE ALL ON FUNCTION public.rollup_fold_lag() FROM PUBLIC;
 GRANT ALL ON FUNCTION public.rollup_fold_lag() TO acgs_refresher;
 GRANT ALL ON FUNCTION public.rollup_fold_lag() TO acgs_writer;
 GRANT ALL ON FUNCTION public.rollup_fold_lag() TO acgs_reader;
+
+GRANT SELECT ON TABLE public.rollup_bins_day TO acgs_writer;
+GRANT SELECT ON TABLE public.rollup_bins_day TO acgs_reader;
+
+GRANT SELECT ON TABLE public.rollup_totals_hour TO acgs_writer;
+GRANT SELECT ON TABLE public.rollup_totals_hour TO acgs_reader;
 
 REVOKE ALL ON FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since timestamp with time zone, p_until timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since timestamp with time zone, p_until timestamp with time zone) TO acgs_writer;

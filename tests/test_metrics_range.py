@@ -439,3 +439,112 @@ def test_cli_metrics_over_a_range(data: dict[str, str]) -> None:
         "2099-01-02T00:00:00Z",
     )
     assert empty.returncode == 0 and empty.stdout.startswith("no validations")
+
+
+# -- the structures the fold keeps (rollup_totals_hour, rollup_bins_day) ----------------------
+
+_TOTALS_FROM_ROLLUP = """
+    SELECT tenant_id, bucket, sum(validations) AS total,
+           coalesce(sum(validations) FILTER (WHERE processing_time_ms IS NOT NULL), 0) AS timed,
+           coalesce(sum(processing_time_ms::numeric * validations), 0) AS time_sum,
+           sum(score_sum) AS score_sum, sum(below_95) AS below_95, sum(below_90) AS below_90
+    FROM validation_rollup GROUP BY tenant_id, bucket HAVING sum(validations) <> 0
+"""
+_TOTALS = """
+    SELECT tenant_id, bucket, total::numeric, timed::numeric, time_sum, score_sum,
+           below_95::numeric, below_90::numeric
+    FROM rollup_totals_hour WHERE total <> 0
+"""
+_BINS_FROM_ROLLUP = """
+    SELECT tenant_id, date_bin(interval '1 day', bucket, timestamptz '2000-01-01 00:00:00+00'),
+           rollup_bin(processing_time_ms), sum(validations)
+    FROM validation_rollup WHERE processing_time_ms IS NOT NULL
+    GROUP BY 1, 2, 3 HAVING sum(validations) <> 0
+"""
+_BINS = "SELECT tenant_id, day, bin, n::numeric FROM rollup_bins_day WHERE n <> 0"
+
+
+def _structures_agree(conn: psycopg.Connection[Any]) -> bool:
+    """The totals and the day bins are exactly the rollup's, summed (both ways)."""
+    counts = []
+    for left, right in (
+        (_TOTALS_FROM_ROLLUP, _TOTALS),
+        (_TOTALS, _TOTALS_FROM_ROLLUP),
+        (_BINS_FROM_ROLLUP, _BINS),
+        (_BINS, _BINS_FROM_ROLLUP),
+    ):
+        query = sql.SQL("SELECT count(*) FROM (({}) EXCEPT ({})) AS d").format(
+            sql.SQL(left), sql.SQL(right)
+        )
+        row = conn.execute(query).fetchone()
+        assert row is not None
+        counts.append(row[0])
+    return counts == [0, 0, 0, 0]
+
+
+def test_the_fold_keeps_totals_and_bins_equal_to_the_rollup(data: dict[str, str]) -> None:
+    with psycopg.connect(data["url"], autocommit=True) as conn:
+        conn.execute("SELECT fold_validation_rollup()")
+        assert _structures_agree(conn)
+        _insert(conn, data["other"], 500, NOW - timedelta(days=3), NOW)
+        conn.execute(
+            "DELETE FROM constitutional_validations WHERE tenant_id = %s AND decision_id = 'd-9'",
+            (data["other"],),
+        )
+        conn.execute("SELECT fold_validation_rollup()")
+        assert _structures_agree(conn)
+        row = conn.execute("SELECT count(*) FROM rollup_bins_day").fetchone()
+        assert row is not None and row[0] > 0
+
+
+def test_bin_bounds(data: dict[str, str]) -> None:
+    with psycopg.connect(data["url"]) as conn:
+        row = conn.execute(
+            """
+            SELECT count(*) FILTER (WHERE NOT (rollup_bin_lo(rollup_bin(v)) <= v
+                                         AND v < rollup_bin_lo(rollup_bin(v) + 1))),
+                   count(*) FILTER (WHERE rollup_bin(v) < rollup_bin(v - 1)),
+                   count(*) FILTER (WHERE v >= 256 AND (rollup_bin_lo(rollup_bin(v) + 1)
+                                    - rollup_bin_lo(rollup_bin(v))) * 32 > v)
+            FROM (SELECT generate_series(1, 300000) AS v
+                  UNION ALL SELECT 2147483647 - g FROM generate_series(0, 1000) AS g) AS s
+            """
+        ).fetchone()
+    assert row == (0, 0, 0)
+
+
+def test_retention_takes_the_dropped_buckets_out_of_totals_and_bins(
+    migrated_database: str,
+) -> None:
+    with psycopg.connect(migrated_database, autocommit=True) as conn:
+        oldest = conn.execute(
+            """
+            SELECT min(i.child_start_time)
+            FROM partman.show_partitions('public.constitutional_validations', 'ASC') p,
+                 partman.show_partition_info(
+                    p.partition_schemaname || '.' || p.partition_tablename) i
+            """
+        ).fetchone()
+        assert oldest is not None
+        start: datetime = oldest[0]
+        _insert(conn, "old", 200, start + timedelta(days=1), start + timedelta(days=3))
+        _insert(conn, "new", 200, NOW - timedelta(days=1), NOW)
+        conn.execute("SELECT fold_validation_rollup()")
+        assert _structures_agree(conn)
+        conn.execute(
+            "UPDATE partman.part_config SET retention = '2 months'"
+            " WHERE parent_table = 'public.constitutional_validations'"
+        )
+        conn.execute("CALL partman.run_maintenance_proc()")
+        conn.execute("SELECT fold_validation_rollup()")
+        assert _structures_agree(conn)
+        row = conn.execute(
+            "SELECT count(*) FROM tenant_metrics_range('old', %s, %s)",
+            (start - timedelta(days=40), NOW),
+        ).fetchone()
+        assert row == (0,)
+        mine = conn.execute(
+            "SELECT total_validations FROM tenant_metrics_range('new', %s, %s)",
+            (start - timedelta(days=40), NOW + timedelta(days=1)),
+        ).fetchone()
+        assert mine == (200,)

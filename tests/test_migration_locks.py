@@ -61,7 +61,7 @@ DOCUMENTED = {
     },
     "0008_lock_timeouts": {},
     "0009_batch_digest": {"ingest_batches": "AccessExclusiveLock"},
-    "0011_metrics_range": {},
+    "0011_metrics_range": {"validation_rollup": "ShareLock"},
 }
 
 LOCKS = text(
