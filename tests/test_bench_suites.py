@@ -72,6 +72,8 @@ def test_the_metrics_benchmark_compares_with_the_seed_sql(pg_server: Server) -> 
         range_calls=6,
         seed_calls=3,
         tenant_calls=20,
+        fold_rows=2000,
+        fold_rounds=1,
     )
     results = metrics.run(pg_server.admin_url, options)
     ranged = results["range"]
@@ -82,6 +84,7 @@ def test_the_metrics_benchmark_compares_with_the_seed_sql(pg_server: Server) -> 
         assert results["24h"][tail]["tenant_rows_24h"] == 3000
         assert results["24h"][tail]["tenant_metrics_24h_realtime_ms"]["p99"] > 0
     assert results["24h"]["long_tail"]["distinct_processing_times_24h"] > 500
+    assert results["fold"]["fold_with_totals_and_bins_s"] > 0 and results["fold"]["ratio"] > 0
 
 
 def test_recover_command_reports_what_it_did(database_url: str) -> None:

@@ -11,11 +11,17 @@ In a scratch database (:mod:`acgs_db.bench.scratch`):
   (``sql/queries/metrics_realtime.sql``, ``tenant_metrics_24h()``) p50/p99, for the generator
   of ``acgs-db bench refresh`` (log-normal times, median ~4 ms: a few hundred distinct values)
   and for the long tail above (thousands of distinct values in the window).
+* **fold**: what keeping the hourly totals and day bins costs the fold: ``fold_rounds`` times,
+  ``fold_rows`` new rows (100 tenants, the last hour, in statements of 1,000 rows) folded by
+  the fold of migration 0011 (``rollup_fold_v3``) and, alternately, by the previous one
+  (``rollup_fold_v2``, swapped in for the measurement: the last step, as it leaves the totals
+  and bins behind).
 """
 
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -58,6 +64,8 @@ class Options:
     range_calls: int = 100
     seed_calls: int = 10
     tenant_calls: int = 500
+    fold_rows: int = 20_000
+    fold_rounds: int = 3
 
 
 def seed_over_range() -> str:
@@ -180,6 +188,7 @@ async def scenario(url: str, options: Options) -> dict[str, Any]:
                 ),
                 "tenant_metrics_24h_realtime_ms": found.to_json(),
             }
+        fold = await _fold_cost(pool, options)
     finally:
         await pool.close()
     mine, theirs = Percentiles.of(ours), Percentiles.of(seed)
@@ -198,6 +207,38 @@ async def scenario(url: str, options: Options) -> dict[str, Any]:
             "equal_to_seed_sql": equal,
         },
         "24h": live,
+        "fold": fold,
+    }
+
+
+async def _fold_cost(pool: asyncpg.Pool, options: Options) -> dict[str, Any]:
+    """Seconds to fold ``fold_rows`` new rows with the current fold and with the previous one,
+    alternately; the previous one stays in place afterwards (this is the last step)."""
+    times: dict[str, list[float]] = {"rollup_fold_v3": [], "rollup_fold_v2": []}
+    async with pool.acquire() as conn:
+        for _ in range(options.fold_rounds):
+            for version in times:
+                await conn.execute(load_sql(f"schema/{version}"))
+                now = datetime.now(UTC)
+                for done in range(0, options.fold_rows, 1000):
+                    await generate_rows(
+                        conn,
+                        min(1000, options.fold_rows - done),
+                        now - timedelta(minutes=59),
+                        now,
+                        RollupOptions(),
+                    )
+                started = time.perf_counter()
+                await conn.fetchval("SELECT fold_validation_rollup()", timeout=_LONG)
+                times[version].append(time.perf_counter() - started)
+    v3, v2 = statistics.median(times["rollup_fold_v3"]), statistics.median(times["rollup_fold_v2"])
+    return {
+        "rows_per_fold": options.fold_rows,
+        "fold_with_totals_and_bins_s": round(v3, 4),
+        "fold_before_s": round(v2, 4),
+        "ratio": round(v3 / v2, 2),
+        "rounds_v3_s": [round(x, 4) for x in times["rollup_fold_v3"]],
+        "rounds_v2_s": [round(x, 4) for x in times["rollup_fold_v2"]],
     }
 
 
