@@ -304,6 +304,19 @@ CREATE FUNCTION public.rollup_bucket(at timestamp with time zone) RETURNS timest
 
 ALTER FUNCTION public.rollup_bucket(at timestamp with time zone) OWNER TO acgs_owner;
 
+CREATE TABLE public.rollup_totals_hour (
+    tenant_id character varying(50) NOT NULL,
+    bucket timestamp with time zone NOT NULL,
+    total bigint NOT NULL,
+    timed bigint NOT NULL,
+    time_sum numeric NOT NULL,
+    score_sum numeric NOT NULL,
+    below_95 bigint NOT NULL,
+    below_90 bigint NOT NULL
+);
+
+ALTER TABLE public.rollup_totals_hour OWNER TO acgs_owner;
+
 CREATE TABLE public.validation_rollup (
     tenant_id character varying(50) NOT NULL,
     bucket timestamp with time zone NOT NULL,
@@ -335,16 +348,13 @@ CREATE FUNCTION public.tenant_metrics_24h(p_tenant character varying) RETURNS TA
  WITH span AS (
           SELECT (now() - '24:00:00'::interval) AS since,
              (public.rollup_bucket((now() - '24:00:00'::interval)) + public.rollup_width()) AS whole_from
-         ), counts AS (
-          SELECT r_1.processing_time_ms,
-             r_1.validations AS n,
-             r_1.score_sum,
-             r_1.below_95,
-             r_1.below_90
-            FROM public.validation_rollup r_1,
+         ), raw AS MATERIALIZED (
+          SELECT v.processing_time_ms,
+             v.compliance_score
+            FROM public.constitutional_validations v,
              span s
-           WHERE (((r_1.tenant_id)::text = (tenant_metrics_24h.p_tenant)::text) AND (r_1.bucket >= s.whole_from))
-         UNION ALL
+           WHERE (((v.tenant_id)::text = (tenant_metrics_24h.p_tenant)::text) AND ((v.constitutional_hash)::text = 'cdd01ef066bc6cf2'::text) AND (v.created_at >= s.since) AND (v.created_at < s.whole_from))
+         ), pending AS MATERIALIZED (
           SELECT d.processing_time_ms,
              d.validations,
              d.score_sum,
@@ -353,41 +363,69 @@ CREATE FUNCTION public.tenant_metrics_24h(p_tenant character varying) RETURNS TA
             FROM public.validation_rollup_delta d,
              span s
            WHERE (((d.tenant_id)::text = (tenant_metrics_24h.p_tenant)::text) AND (d.bucket >= s.whole_from))
-         UNION ALL
-          SELECT v.processing_time_ms,
-             1,
-             v.compliance_score,
-             ((v.compliance_score < 0.95))::integer AS int4,
-             ((v.compliance_score < 0.90))::integer AS int4
-            FROM public.constitutional_validations v,
-             span s
-           WHERE (((v.tenant_id)::text = (tenant_metrics_24h.p_tenant)::text) AND ((v.constitutional_hash)::text = 'cdd01ef066bc6cf2'::text) AND (v.created_at >= s.since) AND (v.created_at < s.whole_from))
-         ), per_value AS (
-          SELECT counts.processing_time_ms,
-             sum(counts.n) AS n,
-             sum(counts.score_sum) AS score_sum,
-             sum(counts.below_95) AS below_95,
-             sum(counts.below_90) AS below_90
-            FROM counts
-           GROUP BY counts.processing_time_ms
-          HAVING (sum(counts.n) > (0)::numeric)
          ), totals AS (
-          SELECT sum(per_value.n) AS total,
-             sum(per_value.n) FILTER (WHERE (per_value.processing_time_ms IS NOT NULL)) AS timed,
-             sum(((per_value.processing_time_ms)::numeric * per_value.n)) AS time_sum,
-             sum(per_value.score_sum) AS score_sum,
-             sum(per_value.below_95) AS below_95,
-             sum(per_value.below_90) AS below_90
-            FROM per_value
+          SELECT sum(u.total) AS total,
+             sum(u.timed) AS timed,
+             sum(u.time_sum) AS time_sum,
+             sum(u.score_sum) AS score_sum,
+             sum(u.below_95) AS below_95,
+             sum(u.below_90) AS below_90
+            FROM ( SELECT t_1.total,
+                     t_1.timed,
+                     t_1.time_sum,
+                     t_1.score_sum,
+                     t_1.below_95,
+                     t_1.below_90
+                    FROM public.rollup_totals_hour t_1,
+                     span s
+                   WHERE (((t_1.tenant_id)::text = (tenant_metrics_24h.p_tenant)::text) AND (t_1.bucket >= s.whole_from))
+                 UNION ALL
+                  SELECT p_1.validations,
+                         CASE
+                             WHEN (p_1.processing_time_ms IS NULL) THEN (0)::bigint
+                             ELSE p_1.validations
+                         END AS validations,
+                     COALESCE(((p_1.processing_time_ms)::numeric * (p_1.validations)::numeric), (0)::numeric) AS "coalesce",
+                     p_1.score_sum,
+                     p_1.below_95,
+                     p_1.below_90
+                    FROM pending p_1
+                 UNION ALL
+                  SELECT count(*) AS count,
+                     count(r_1.processing_time_ms) AS count,
+                     COALESCE(sum(r_1.processing_time_ms), (0)::bigint) AS "coalesce",
+                     sum(r_1.compliance_score) AS sum,
+                     count(*) FILTER (WHERE (r_1.compliance_score < 0.95)) AS count,
+                     count(*) FILTER (WHERE (r_1.compliance_score < 0.90)) AS count
+                    FROM raw r_1) u
+         ), per_value AS (
+          SELECT u.v,
+             sum(u.n) AS n
+            FROM ( SELECT r_1.processing_time_ms AS v,
+                     r_1.validations AS n
+                    FROM public.validation_rollup r_1,
+                     span s
+                   WHERE (((r_1.tenant_id)::text = (tenant_metrics_24h.p_tenant)::text) AND (r_1.bucket >= s.whole_from) AND (r_1.processing_time_ms IS NOT NULL))
+                 UNION ALL
+                  SELECT p_1.processing_time_ms,
+                     p_1.validations
+                    FROM pending p_1
+                   WHERE (p_1.processing_time_ms IS NOT NULL)
+                 UNION ALL
+                  SELECT r_1.processing_time_ms,
+                     1
+                    FROM raw r_1
+                   WHERE (r_1.processing_time_ms IS NOT NULL)) u
+           GROUP BY u.v
+          HAVING (sum(u.n) <> (0)::numeric)
          ), ranks AS (
-          SELECT ((0.95)::double precision * ((totals.timed - (1)::numeric))::double precision) AS at95,
-             ((0.99)::double precision * ((totals.timed - (1)::numeric))::double precision) AS at99
+          SELECT ((0.95)::double precision * ((NULLIF(totals.timed, (0)::numeric) - (1)::numeric))::double precision) AS at95,
+             ((0.99)::double precision * ((NULLIF(totals.timed, (0)::numeric) - (1)::numeric))::double precision) AS at99
             FROM totals
          ), cumulative AS (
-          SELECT per_value.processing_time_ms AS v,
-             sum(per_value.n) OVER (ORDER BY per_value.processing_time_ms) AS upto
+          SELECT per_value.v,
+             sum(per_value.n) OVER (ORDER BY per_value.v) AS upto
             FROM per_value
-           WHERE (per_value.processing_time_ms IS NOT NULL)
          ), picked AS (
           SELECT min(c.v) FILTER (WHERE ((c.upto)::double precision > floor(r_1.at95))) AS lo95,
              min(c.v) FILTER (WHERE ((c.upto)::double precision > ceil(r_1.at95))) AS hi95,
@@ -401,7 +439,7 @@ CREATE FUNCTION public.tenant_metrics_24h(p_tenant character varying) RETURNS TA
      (t.score_sum / t.total),
      (t.total)::bigint AS total,
      (t.below_95)::bigint AS below_95,
-     (t.time_sum / t.timed),
+     (t.time_sum / NULLIF(t.timed, (0)::numeric)),
      ((p.lo95)::double precision + (((p.hi95)::double precision - (p.lo95)::double precision) * (r.at95 - floor(r.at95)))),
      ((p.lo99)::double precision + (((p.hi99)::double precision - (p.lo99)::double precision) * (r.at99 - floor(r.at99)))),
      (t.below_90)::bigint AS below_90,
@@ -645,19 +683,6 @@ CREATE TABLE public.rollup_bins_day (
 );
 
 ALTER TABLE public.rollup_bins_day OWNER TO acgs_owner;
-
-CREATE TABLE public.rollup_totals_hour (
-    tenant_id character varying(50) NOT NULL,
-    bucket timestamp with time zone NOT NULL,
-    total bigint NOT NULL,
-    timed bigint NOT NULL,
-    time_sum numeric NOT NULL,
-    score_sum numeric NOT NULL,
-    below_95 bigint NOT NULL,
-    below_90 bigint NOT NULL
-);
-
-ALTER TABLE public.rollup_totals_hour OWNER TO acgs_owner;
 
 CREATE FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since timestamp with time zone, p_until timestamp with time zone) RETURNS TABLE(tenant_id character varying, constitutional_hash character varying, avg_compliance_score numeric, total_validations bigint, failed_validations bigint, avg_processing_time_ms numeric, p95_processing_time_ms double precision, p99_processing_time_ms double precision, constitutional_violations bigint, last_updated timestamp with time zone)
     LANGUAGE sql STABLE PARALLEL SAFE
@@ -1126,6 +1151,9 @@ REVOKE ALL ON FUNCTION public.rollup_bucket(at timestamp with time zone) FROM PU
 GRANT ALL ON FUNCTION public.rollup_bucket(at timestamp with time zone) TO acgs_writer;
 GRANT ALL ON FUNCTION public.rollup_bucket(at timestamp with time zone) TO acgs_reader;
 
+GRANT SELECT ON TABLE public.rollup_totals_hour TO acgs_writer;
+GRANT SELECT ON TABLE public.rollup_totals_hour TO acgs_reader;
+
 GRANT SELECT ON TABLE public.validation_rollup TO acgs_writer;
 GRANT SELECT ON TABLE public.validation_rollup TO acgs_reader;
 
@@ -1174,9 +1202,6 @@ GRANT ALL ON FUNCTION public.rollup_fold_lag() TO acgs_reader;
 
 GRANT SELECT ON TABLE public.rollup_bins_day TO acgs_writer;
 GRANT SELECT ON TABLE public.rollup_bins_day TO acgs_reader;
-
-GRANT SELECT ON TABLE public.rollup_totals_hour TO acgs_writer;
-GRANT SELECT ON TABLE public.rollup_totals_hour TO acgs_reader;
 
 REVOKE ALL ON FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since timestamp with time zone, p_until timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since timestamp with time zone, p_until timestamp with time zone) TO acgs_writer;

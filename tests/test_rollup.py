@@ -51,7 +51,10 @@ def rollup_db(module_database: str) -> str:
 
 
 def _reset(conn: psycopg.Connection) -> None:
-    conn.execute("TRUNCATE constitutional_validations, validation_rollup, validation_rollup_delta")
+    conn.execute(
+        "TRUNCATE constitutional_validations, validation_rollup, validation_rollup_delta,"
+        " rollup_totals_hour, rollup_bins_day"
+    )
 
 
 # The view (and the per-tenant function) against the seed's SQL, both ways.

@@ -8,7 +8,8 @@ In a scratch database (:mod:`acgs_db.bench.scratch`):
   against the seed's aggregate SQL over the same rows and range, calls interleaved in the same
   run, with the ratio, and both answers checked equal.
 * **24h**: a tenant with ``tenant_rows`` rows in its last 24 hours: the real-time statement
-  (``sql/queries/metrics_realtime.sql``, ``tenant_metrics_24h()``) p50/p99, for the generator
+  (``sql/queries/metrics_realtime.sql``, ``tenant_metrics_24h()``) p50/p99 with the function of
+  migration 0011 (v3) and the one before it (v2) swapped in alternately, for the generator
   of ``acgs-db bench refresh`` (log-normal times, median ~4 ms: a few hundred distinct values)
   and for the long tail above (thousands of distinct values in the window).
 * **fold**: what keeping the hourly totals and day bins costs the fold: ``fold_rounds`` times,
@@ -167,27 +168,7 @@ async def scenario(url: str, options: Options) -> dict[str, Any]:
                 equal = equal and got is not None and expected is not None
                 if got is not None and expected is not None:
                     equal = equal and tuple(getattr(got, f) for f in _FIGURES) == tuple(expected)
-        realtime_query = load_sql("queries/metrics_realtime")
-        live: dict[str, Any] = {}
-        for name, who in (("short_tail", hot), ("long_tail", hot_tail)):
-            await pool.fetchrow(realtime_query, who)
-            samples = [
-                await _micros(lambda w=who: pool.fetchrow(realtime_query, w))
-                for _ in range(options.tenant_calls)
-            ]
-            found = Percentiles.of(samples)
-            assert found is not None
-            live[name] = {
-                "tenant_rows_24h": await pool.fetchval(
-                    "SELECT total_validations FROM tenant_metrics_24h($1)", who
-                ),
-                "distinct_processing_times_24h": await pool.fetchval(
-                    "SELECT count(DISTINCT processing_time_ms) FROM constitutional_validations"
-                    " WHERE tenant_id = $1 AND created_at >= now() - interval '24 hours'",
-                    who,
-                ),
-                "tenant_metrics_24h_realtime_ms": found.to_json(),
-            }
+        live = await _realtime(pool, options, {"short_tail": hot, "long_tail": hot_tail})
         fold = await _fold_cost(pool, options)
     finally:
         await pool.close()
@@ -209,6 +190,44 @@ async def scenario(url: str, options: Options) -> dict[str, Any]:
         "24h": live,
         "fold": fold,
     }
+
+
+async def _realtime(
+    pool: asyncpg.Pool, options: Options, tenants: dict[str, str]
+) -> dict[str, Any]:
+    """p50/p99 of the real-time 24-hour statement per tenant, with tenant_metrics_24h() v3
+    (migration 0011) and v2 (before it) swapped in alternately, two rounds each."""
+    query = load_sql("queries/metrics_realtime")
+    versions = ("tenant_metrics_24h_v3", "tenant_metrics_24h_v2")
+    samples: dict[tuple[str, str], list[int]] = {(n, v): [] for n in tenants for v in versions}
+    for _ in range(2):
+        for version in versions:
+            await pool.execute(load_sql(f"schema/{version}"))
+            for name, who in tenants.items():
+                await pool.fetchrow(query, who)
+                for _ in range(options.tenant_calls // 2):
+                    samples[(name, version)].append(
+                        await _micros(lambda w=who: pool.fetchrow(query, w))
+                    )
+    await pool.execute(load_sql("schema/tenant_metrics_24h_v3"))
+    out: dict[str, Any] = {}
+    for name, who in tenants.items():
+        figures: dict[str, Any] = {
+            "tenant_rows_24h": await pool.fetchval(
+                "SELECT total_validations FROM tenant_metrics_24h($1)", who
+            ),
+            "distinct_processing_times_24h": await pool.fetchval(
+                "SELECT count(DISTINCT processing_time_ms) FROM constitutional_validations"
+                " WHERE tenant_id = $1 AND created_at >= now() - interval '24 hours'",
+                who,
+            ),
+        }
+        for version in versions:
+            found = Percentiles.of(samples[(name, version)])
+            assert found is not None
+            figures[f"{version}_ms"] = found.to_json()
+        out[name] = figures
+    return out
 
 
 async def _fold_cost(pool: asyncpg.Pool, options: Options) -> dict[str, Any]:

@@ -17,6 +17,10 @@ they read the rollup). ``current_tenant_metrics_range(since, until)``
 (sql/schema/current_tenant_metrics_range_v1.sql) is the same for the tenant bound to the session's
 login (SECURITY DEFINER, pinned search_path); only the tenant role may run it. Nothing is PUBLIC's.
 
+``tenant_metrics_24h()`` (the view's and the real-time 24-hour figures) becomes v3
+(sql/schema/tenant_metrics_24h_v3.sql): its totals come from ``rollup_totals_hour``, so its
+per-value pass sums bigint counts only; CREATE OR REPLACE keeps the view working.
+
 Lock levels: SHARE on ``validation_rollup`` (CREATE INDEX validation_rollup_value, then the two
 tables are filled from it under that lock, so no fold runs in between): folds wait for the
 migration (writers do not: they append to ``validation_rollup_delta``; readers do not). The
@@ -106,6 +110,7 @@ def upgrade() -> None:
         """
     )
     op.execute(load_sql("schema/rollup_fold_v3"))
+    op.execute(load_sql("schema/tenant_metrics_24h_v3"))
     op.execute(load_sql("schema/tenant_metrics_range_v1"))
     op.execute(load_sql("schema/current_tenant_metrics_range_v1"))
     op.execute(f"REVOKE ALL ON FUNCTION {_RANGE}, {_CURRENT}, {_BINS} FROM PUBLIC")
@@ -118,6 +123,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute(f"DROP FUNCTION {_CURRENT}")
     op.execute(f"DROP FUNCTION {_RANGE}")
+    op.execute(load_sql("schema/tenant_metrics_24h_v2"))
     op.execute(load_sql("schema/rollup_fold_v2"))
     op.execute(f"DROP FUNCTION {_BINS}")
     op.execute("DROP INDEX validation_rollup_value")
