@@ -24,8 +24,9 @@ per-value pass sums bigint counts only; CREATE OR REPLACE keeps the view working
 Lock levels: SHARE on ``validation_rollup`` (CREATE INDEX validation_rollup_value, then the two
 tables are filled from it under that lock, so no fold runs in between): folds wait for the
 migration (writers do not: they append to ``validation_rollup_delta``; readers do not). The
-index build reads the rollup once (a few seconds per 10 million rollup rows). Replacing the fold
-function and creating the others lock nothing that exists.
+index build reads the rollup once (measured: 1.2 s for 543,129 rollup rows on the loaded dev
+VM; the fill reads it twice more). Replacing the fold function and creating the others lock
+nothing that exists.
 """
 
 from __future__ import annotations
