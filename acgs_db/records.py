@@ -83,11 +83,12 @@ class DecisionScore(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class TenantMetrics:
-    """A tenant's figures over the last 24 hours.
+    """A tenant's figures over the last 24 hours, or over a range asked for.
 
-    ``source`` is ``"view"`` when read from ``tenant_constitutional_metrics_24h`` and
+    ``source`` is ``"view"`` when read from ``tenant_constitutional_metrics_24h``,
     ``"realtime"`` when computed from the stored validations because the view was stale,
-    unpopulated or did not hold the tenant yet; ``as_of`` is when the figures were computed.
+    unpopulated or did not hold the tenant yet, and ``"range"`` for the figures over a range
+    (``tenant_metrics(tenant, since, until)``); ``as_of`` is when the figures were computed.
     """
 
     tenant_id: str

@@ -235,15 +235,35 @@ class ValidationRepository:
         rows = await self._run("fetch", "decision_scores", decision_id, CONSTITUTIONAL_HASH)
         return [DecisionScore(*row) for row in rows]
 
-    async def tenant_metrics(self, tenant_id: str) -> TenantMetrics | None:
-        """A tenant's figures over the last 24 hours; None when it has no validation there.
+    async def tenant_metrics(
+        self,
+        tenant_id: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> TenantMetrics | None:
+        """A tenant's figures over the last 24 hours, or over ``[since, until)``; None when it
+        has no validation there.
 
-        Read from the materialized view while it is fresher than the staleness bound
-        (``ACGS_METRICS_STALENESS``, default twice the refresh interval) and holds the tenant;
-        otherwise computed right now from the rollup (exactly the same figures), with
-        ``source="realtime"``.
+        Without a range: read from the materialized view while it is fresher than the
+        staleness bound (``ACGS_METRICS_STALENESS``, default twice the refresh interval) and
+        holds the tenant; otherwise computed right now from the rollup (exactly the same
+        figures), with ``source="realtime"``.
+
+        With ``since`` (and ``until``, default now; both timezone-aware, ``since < until``):
+        exactly the seed's figures over that range, computed right now by one statement
+        (whole hours from the rollup, the partial edge hours from raw rows), with
+        ``source="range"``.
         """
         check_text("tenant_id", tenant_id, TENANT_ID_MAX)
+        if since is not None or until is not None:
+            low, high = check_range(since, until)
+            if self._scoped:
+                row = await self._run(
+                    "fetchrow", "metrics_range_scoped", low, high, tenant=tenant_id
+                )
+            else:
+                row = await self._run("fetchrow", "metrics_range", tenant_id, low, high)
+            return None if row is None else _metrics(row)
         staleness = self._settings.staleness
         try:
             if self._scoped:
@@ -257,11 +277,7 @@ class ValidationRepository:
                 row = await self._run("fetchrow", "metrics_scoped_realtime", tenant=tenant_id)
             else:
                 row = await self._run("fetchrow", "metrics_realtime", tenant_id)
-        if row is None:
-            return None
-        # Columns: source, the view's columns in TenantMetrics' order, then when.
-        figures = dict(zip(_METRICS_FIELDS, tuple(row)[1:-1], strict=True))
-        return TenantMetrics(**figures, source=row[0], as_of=row[-1])
+        return None if row is None else _metrics(row)
 
     # -- decision cache -------------------------------------------------------------------
 
@@ -313,6 +329,31 @@ class ValidationRepository:
         """Delete cached results older than ``max_age``; return how many were deleted."""
         _check_age(max_age)
         return int(await self._run("fetchval", "cache_purge", max_age))
+
+
+def _metrics(row: asyncpg.Record) -> TenantMetrics:
+    # Columns: source, the view's columns in TenantMetrics' order, then when.
+    figures = dict(zip(_METRICS_FIELDS, tuple(row)[1:-1], strict=True))
+    return TenantMetrics(**figures, source=row[0], as_of=row[-1])
+
+
+def check_range(since: object, until: object) -> tuple[datetime, datetime]:
+    """``[since, until)`` of a ranged metrics call: aware datetimes, ``until`` defaulting to now,
+    ``since`` before ``until``; anything else is refused with :class:`AcgsDbError`."""
+    if not isinstance(since, datetime):
+        raise AcgsDbError(f"since must be a timezone-aware datetime, got {since!r}")
+    if until is None:
+        until = datetime.now(UTC)
+    if not isinstance(until, datetime):
+        raise AcgsDbError(f"until must be a timezone-aware datetime, got {until!r}")
+    for name, value in (("since", since), ("until", until)):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise AcgsDbError(f"{name} must be timezone-aware (naive datetime {value.isoformat()})")
+    if not since < until:
+        raise AcgsDbError(
+            f"since must be before until, got [{since.isoformat()}, {until.isoformat()})"
+        )
+    return since, until
 
 
 def _check_limit(limit: object) -> None:

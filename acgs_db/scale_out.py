@@ -64,6 +64,16 @@ TABLES: Final[dict[str, Table]] = {
         "pending counts per tenant, written in the writer's transaction and folded into the "
         "rollup shard by shard: co-located with both",
     ),
+    "rollup_totals_hour": Table(
+        Placement.DISTRIBUTED,
+        "per-tenant hourly totals kept by the fold with the rollup and read with it by "
+        "tenant_metrics_range() and tenant_metrics_24h(): co-located with both",
+    ),
+    "rollup_bins_day": Table(
+        Placement.DISTRIBUTED,
+        "per-tenant day bins of processing times kept by the fold with the rollup and read "
+        "with it by tenant_metrics_range(): co-located with both",
+    ),
     "tenant_logins": Table(
         Placement.REFERENCE,
         "the row-level security policies call acgs_session_tenant(), which reads this table; "
@@ -153,6 +163,12 @@ STATEMENTS: Final[dict[str, Statement]] = {
     "cache_put": Statement(Routing.TENANT),
     "metrics": Statement(Routing.TENANT),
     "metrics_realtime": Statement(Routing.TENANT),
+    "metrics_range": Statement(Routing.TENANT),
+    "metrics_range_scoped": Statement(
+        Routing.CROSS_SHARD,
+        "current_tenant_metrics_range() takes the tenant from the login inside the function: "
+        "same as metrics_scoped",
+    ),
     "decision_scores": Statement(
         Routing.CROSS_SHARD,
         "looks a decision up by decision_id alone (the seed's decision look-up, no tenant "
@@ -224,6 +240,8 @@ DISTRIBUTED_FUNCTIONS: Final[frozenset[str]] = frozenset(
     {
         "tenant_metrics_24h",
         "current_tenant_metrics_24h",
+        "tenant_metrics_range",
+        "current_tenant_metrics_range",
         "refresh_tenant_metrics_24h",
         "fold_validation_rollup",
         "rollup_fold_lag",

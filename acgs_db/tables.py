@@ -164,6 +164,13 @@ validation_rollup = Table(
         postgresql_nulls_not_distinct=True,
     ),
     Index("validation_rollup_bucket", "bucket"),
+    Index(
+        "validation_rollup_value",
+        "tenant_id",
+        "processing_time_ms",
+        "bucket",
+        postgresql_include=["validations"],
+    ),
 )
 """Counts per tenant, hour bucket and processing time, from which the 24-hour metrics are
 rebuilt exactly."""
@@ -176,6 +183,40 @@ validation_rollup_delta = Table(
     Index("validation_rollup_delta_tenant", "tenant_id", "bucket"),
 )
 """Counts of writes not yet folded into ``validation_rollup``."""
+
+rollup_totals_hour = Table(
+    "rollup_totals_hour",
+    metadata,
+    Column("tenant_id", String(50), nullable=False),
+    Column("bucket", DateTime(timezone=True), nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("timed", BigInteger, nullable=False),
+    Column("time_sum", Numeric, nullable=False),
+    Column("score_sum", Numeric, nullable=False),
+    Column("below_95", BigInteger, nullable=False),
+    Column("below_90", BigInteger, nullable=False),
+    PrimaryKeyConstraint(
+        "tenant_id",
+        "bucket",
+        name="rollup_totals_hour_pkey",
+        postgresql_include=["total", "timed", "time_sum", "score_sum", "below_95", "below_90"],
+    ),
+)
+"""Totals per tenant and hour bucket, kept by the fold with ``validation_rollup`` (0011)."""
+
+rollup_bins_day = Table(
+    "rollup_bins_day",
+    metadata,
+    Column("tenant_id", String(50), nullable=False),
+    Column("day", DateTime(timezone=True), nullable=False),
+    Column("bin", Integer, nullable=False),
+    Column("n", BigInteger, nullable=False),
+    PrimaryKeyConstraint(
+        "tenant_id", "day", "bin", name="rollup_bins_day_pkey", postgresql_include=["n"]
+    ),
+)
+"""Counts of timed rows per tenant, day and ``rollup_bin()`` of the time, kept by the fold
+(0011): where the ranged metrics find the bins holding their percentile ranks."""
 
 ingest_batches = Table(
     "ingest_batches",

@@ -230,12 +230,13 @@ def bypass_append_only(conn: psycopg.Connection, statement: str, params: object 
 
 
 def empty_store(conn: psycopg.Connection) -> None:
-    """Empty the validations, the rollup and the ledger (append-only: triggers bypassed)."""
+    """Empty the validations, the rollup (and its totals and bins) and the ledger (append-only:
+    triggers bypassed)."""
     with conn.transaction():
         conn.execute("SET LOCAL session_replication_role = replica")
         conn.execute(
             "TRUNCATE constitutional_validations, validation_rollup, validation_rollup_delta,"
-            " ledger_entries, ledger_blocks"
+            " rollup_totals_hour, rollup_bins_day, ledger_entries, ledger_blocks"
         )
 
 

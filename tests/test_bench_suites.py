@@ -8,7 +8,7 @@ import sys
 
 from conftest import Server
 
-from acgs_db.bench import ledger, repository, rollup
+from acgs_db.bench import ledger, metrics, repository, rollup
 
 
 def test_the_repository_benchmark_measures_every_figure(pg_server: Server) -> None:
@@ -73,6 +73,31 @@ def test_the_ledger_benchmark_measures_every_figure_and_verifies(pg_server: Serv
     # The rows left in place verify (the benchmark raises otherwise), every one of them.
     assert verify["verified_rows"] == 3000 and verify["sealed_entries"] == 1
     assert verify["verify_rows_s"] > 0 and verify["scan_rows_s"] > 0
+
+
+def test_the_metrics_benchmark_compares_with_the_seed_sql(pg_server: Server) -> None:
+    options = metrics.Options(
+        range_rows=20_000,
+        days=3,
+        other_rows=2000,
+        tenant_rows=3000,
+        range_calls=6,
+        seed_calls=3,
+        tenant_calls=20,
+        fold_rows=2000,
+        fold_rounds=1,
+    )
+    results = metrics.run(pg_server.admin_url, options)
+    ranged = results["range"]
+    assert ranged["equal_to_seed_sql"] is True
+    assert ranged["distinct_processing_times"] > 1000
+    assert ranged["tenant_metrics_range_ms"]["p50"] > 0 and ranged["ratio_p50"] > 0
+    for tail in ("short_tail", "long_tail"):
+        assert results["24h"][tail]["tenant_rows_24h"] == 3000
+        assert results["24h"][tail]["tenant_metrics_24h_v3_ms"]["p99"] > 0
+        assert results["24h"][tail]["tenant_metrics_24h_v2_ms"]["p99"] > 0
+    assert results["24h"]["long_tail"]["distinct_processing_times_24h"] > 500
+    assert results["fold"]["fold_with_totals_and_bins_s"] > 0 and results["fold"]["ratio"] > 0
 
 
 def test_recover_command_reports_what_it_did(database_url: str) -> None:

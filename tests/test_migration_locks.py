@@ -66,6 +66,7 @@ DOCUMENTED = {
         "constitutional_validations": "ShareRowExclusiveLock",
         "acgs_exclusive*": "AccessExclusiveLock",
     },
+    "0011_metrics_range": {"validation_rollup": "ShareLock"},
 }
 
 LOCKS = text(

@@ -1,5 +1,7 @@
 """The incremental rollup keeps the 24-hour figures exact: the view built from the rollup equals
-the seed's SQL evaluated on the raw rows, whatever the writes, the late rows and the folds."""
+the seed's SQL evaluated on the raw rows, whatever the writes, the late rows and the folds; and
+so do the ranged figures (tenant_metrics_range(), which also reads the hourly totals and day
+bins the fold keeps) over the seed's SQL restricted to the same range."""
 
 from __future__ import annotations
 
@@ -76,6 +78,40 @@ def _view_equals_seed(conn: psycopg.Connection) -> tuple[int, ...]:
             row = conn.execute(DIFFERENCE.format(left=left, right=right)).fetchone()
             assert row is not None
             counts.append(row[0])
+    return tuple(counts)
+
+
+# Ranged figures (migration 0011) of every tenant against the seed's SQL over the same range.
+SEED_RANGE = SEED_SQL.replace(
+    "WHERE created_at >= NOW() - INTERVAL '24 hours'",
+    "WHERE created_at >= %(lo)s AND created_at < %(hi)s",
+)
+PER_TENANT_RANGE = SQL(
+    "SELECT m.* FROM (SELECT DISTINCT tenant_id FROM constitutional_validations) AS t,"
+    " tenant_metrics_range(t.tenant_id, %(lo)s, %(hi)s) AS m"
+)
+RANGES = (
+    (timedelta(days=41), timedelta(days=-1)),  # every row: whole days, hours and edges
+    (timedelta(days=3, minutes=17, seconds=3), timedelta(hours=2, minutes=-7)),
+    (timedelta(hours=25, minutes=10), timedelta(minutes=-5)),
+)
+
+
+def _ranges_equal_seed(conn: psycopg.Connection) -> tuple[int, ...]:
+    """tenant_metrics_range() EXCEPT the seed's SQL over the same range, both ways, per range,
+    in one transaction (pending deltas included: no fold here)."""
+    assert SEED_RANGE != SEED_SQL
+    seed = SQL(SEED_RANGE)  # type: ignore[arg-type]  # a constant derived from sql/schema
+    counts = []
+    with conn.transaction():
+        now = conn.execute("SELECT now()").fetchone()
+        assert now is not None
+        for back, ahead in RANGES:
+            args = {"lo": now[0] - back, "hi": now[0] - ahead}
+            for left, right in ((PER_TENANT_RANGE, seed), (seed, PER_TENANT_RANGE)):
+                row = conn.execute(DIFFERENCE.format(left=left, right=right), args).fetchone()
+                assert row is not None
+                counts.append(row[0])
     return tuple(counts)
 
 
@@ -168,9 +204,12 @@ def test_view_equals_the_seed_sql_after_any_interleaving(
             elif kind == "fold":
                 conn.execute("SELECT fold_validation_rollup()")
             else:
+                assert _ranges_equal_seed(conn) == (0,) * 6
                 assert _view_equals_seed(conn) == (0, 0, 0, 0)
             assert _invariant_holds(conn)
+        assert _ranges_equal_seed(conn) == (0,) * 6
         assert _view_equals_seed(conn) == (0, 0, 0, 0)
+        assert _ranges_equal_seed(conn) == (0,) * 6
 
 
 def test_percentiles_match_to_the_last_digit_on_a_long_tail(rollup_db: str) -> None:

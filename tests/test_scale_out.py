@@ -253,6 +253,8 @@ def test_distributed_tables_are_the_tenant_tables(conn: Conn) -> None:
         "decision_validation_cache",
         "validation_rollup",
         "validation_rollup_delta",
+        "rollup_totals_hour",
+        "rollup_bins_day",
         "tenant_constitutional_metrics_24h",
     }
     assert expected == DISTRIBUTED

@@ -6,6 +6,7 @@ from acgs_db.cli import (  # noqa: F401  (they register commands)
     bench,
     ledger,
     main_job,
+    metrics,
     operations,
     tenants,
 )

@@ -659,3 +659,29 @@ def soak_command(
     _write_json(json_path, results)
     if not results["ok"]:
         raise typer.Exit(1)
+
+
+@bench.command("metrics")
+@friendly_errors
+def metrics_command(
+    rows: Annotated[int, typer.Option(help="Rows of the ranged tenant.")] = 1_000_000,
+    days: Annotated[int, typer.Option(help="Days they span (the range read).")] = 30,
+    tenant_rows: Annotated[int, typer.Option(help="Rows of the 24-hour tenant.")] = 50_000,
+    calls: Annotated[int, typer.Option(help="Ranged calls timed.")] = 100,
+    seed_calls: Annotated[int, typer.Option(help="Seed SQL calls timed (interleaved).")] = 10,
+    json_path: JsonOption = None,
+) -> None:
+    """Exact figures over a range (tenant_metrics(since=...)) against the seed's SQL over the
+    same rows, same run, with the ratio; and the real-time 24-hour figures of one tenant."""
+    from acgs_db.bench import metrics
+
+    options = metrics.Options(
+        range_rows=rows,
+        days=days,
+        tenant_rows=tenant_rows,
+        range_calls=calls,
+        seed_calls=seed_calls,
+    )
+    results = metrics.run(database_url(_settings()), options)
+    console.print(_figures("acgs-db bench metrics", results))
+    _write_json(json_path, results)

@@ -4,6 +4,7 @@ DO $empty$
 BEGIN
     SET LOCAL session_replication_role = replica;
     TRUNCATE constitutional_validations, validation_rollup, validation_rollup_delta,
-             ingest_batches, ledger_entries, ledger_blocks;
+             ingest_batches, ledger_entries, ledger_blocks, rollup_totals_hour,
+             rollup_bins_day;
 END
 $empty$
