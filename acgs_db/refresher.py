@@ -1,7 +1,7 @@
 """Scheduled refresh of ``tenant_constitutional_metrics_24h``.
 
-The refresh itself is the database function ``refresh_tenant_metrics_24h()``: it takes a
-transaction-scoped advisory lock (so one refresh runs at a time across every process and host;
+The refresh itself is the database function ``refresh_tenant_metrics_24h()``: it locks a row of
+the owner-only ``acgs_exclusive`` (so one refresh runs at a time across every process and host;
 the others return false at once), refreshes plainly while the view is unpopulated and
 CONCURRENTLY afterwards. This module calls it once (:meth:`MetricsRefresher.refresh_once`, for
 cron) or in a loop with backoff (:meth:`MetricsRefresher.start`). The refresh runs in a
@@ -11,7 +11,9 @@ under the shorter ACGS_STATEMENT_TIMEOUT).
 The loop also settles, at most once per interval, the prepared parts of multi-connection bulk
 inserts whose writer died (:meth:`MetricsRefresher.recover_once`, the repository's
 ``recover_prepared`` for parts older than ACGS_RECOVER_AFTER), so that none holds its locks
-and rows until an operator runs ``acgs-db recover``.
+and rows until an operator runs ``acgs-db recover``; and it seals the tamper-evident ledger's
+final entries into a block (:meth:`MetricsRefresher.seal_once`, ``ledger_seal()``), so that the
+digest an operator keeps elsewhere (``acgs-db ledger digest``) covers recent writes.
 """
 
 from __future__ import annotations
@@ -72,6 +74,12 @@ class RefresherStatus:
     """Prepared parts settled (committed or rolled back) since the start."""
     recovery_failures: int = 0
     last_recovery_error: str | None = None
+    last_seal: datetime | None = None
+    """When the loop last sealed the tamper-evident ledger's final entries (None: never)."""
+    last_sealed_block: int | None = None
+    """The block that seal made (None when nothing was final yet)."""
+    seal_failures: int = 0
+    last_seal_error: str | None = None
 
 
 class MetricsRefresher:
@@ -94,6 +102,7 @@ class MetricsRefresher:
         backoff_initial: float = 1.0,
         metrics: Metrics | None = None,
         recover: bool = True,
+        seal: bool = True,
     ) -> None:
         self._pool = pool
         self._settings = settings or Settings.from_env()
@@ -105,6 +114,8 @@ class MetricsRefresher:
         self._metrics = metrics
         self._recover = recover
         self._recovered_at: float | None = None
+        self._seal = seal
+        self._sealed_at: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.status = RefresherStatus()
@@ -177,6 +188,37 @@ class MetricsRefresher:
         for gid in report.rolled_back:
             log.warning("recovered prepared bulk-insert part %s: rolled back", gid)
 
+    async def seal_once(self) -> int | None:
+        """Seal the ledger's final entries into a block now (``ledger_seal()``, migration 0010)
+        and record it in :attr:`status`; return the block's id (None: nothing final yet)."""
+        self._sealed_at = time.monotonic()
+        status = self.status
+        try:
+            row = await self._pool.fetchrow(load_sql("ledger/seal"))
+        except Exception as exc:
+            status.seal_failures += 1
+            status.last_seal_error = f"{type(exc).__name__}: {exc}"
+            raise
+        status.last_seal = datetime.now(UTC)
+        status.last_sealed_block = None if row is None else int(row[0])
+        status.last_seal_error = None
+        return status.last_sealed_block
+
+    async def _seal_when_due(self) -> None:
+        """A seal at most once per interval, like the recovery (failures are logged)."""
+        due = self._sealed_at is None or time.monotonic() - self._sealed_at >= self.interval
+        if not (self._seal and due):
+            return
+        try:
+            block = await self.seal_once()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("sealing the ledger failed: %s", _first_line(exc))
+            return
+        if block is not None:
+            log.info("sealed ledger block %d", block)
+
     def _record_success(self, result: RefreshResult) -> None:
         status = self.status
         status.consecutive_failures = 0
@@ -226,6 +268,7 @@ class MetricsRefresher:
                         log.info("skipped: another process is refreshing the 24-hour view")
                     delay = self.interval
                 await self._recover_when_due()
+                await self._seal_when_due()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
         finally:

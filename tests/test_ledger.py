@@ -567,3 +567,26 @@ def test_the_reader_role_can_verify_and_the_writer_can_seal(
     assert report.ok and report.rows == 3
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         ledger.seal(as_reader)
+
+
+async def test_the_refresher_seals_on_its_schedule(migrated_database: str) -> None:
+    from faults_support import until
+
+    from acgs_db.refresher import MetricsRefresher
+
+    with psycopg.connect(migrated_database, autocommit=True) as conn:
+        _insert(conn, "sealed-by-refresher", 5)
+    pool = await create_pool(migrated_database, settings=SETTINGS, min_size=1, max_size=2)
+    try:
+        refresher = MetricsRefresher(pool, 0.2, settings=SETTINGS)
+        refresher.start()
+        try:
+            await until(lambda: refresher.status.last_sealed_block is not None)
+        finally:
+            await refresher.stop(grace=5)
+        assert refresher.status.last_seal is not None and refresher.status.seal_failures == 0
+    finally:
+        await pool.close()
+    digest = ledger.latest_digest(migrated_database)
+    assert digest is not None and digest.block_id == refresher.status.last_sealed_block
+    assert ledger.verify(migrated_database, digest).ok
