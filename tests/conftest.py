@@ -22,6 +22,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
@@ -253,3 +254,38 @@ async def count_rows(pool: asyncpg.Pool, tenant: str) -> int:
 def tenant() -> str:
     """A tenant id no other test uses, so tests share the database without interfering."""
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+async def prepare_part(
+    conn: asyncpg.Connection, tenant: str, token: uuid.UUID, part: int, *, ledger: bool
+) -> None:
+    """What a coordinator of a two-phase bulk insert leaves behind when it dies after PREPARE
+    TRANSACTION: ten rows of ``tenant`` (and, for part 0, the batch's ledger row) prepared as
+    part ``part`` of batch ``token``."""
+    await conn.execute("BEGIN")
+    await conn.execute(
+        "INSERT INTO constitutional_validations (tenant_id, decision_id, compliance_score)"
+        " SELECT $1, 'd', 0.5 FROM generate_series(1, 10)",
+        tenant,
+    )
+    if ledger:
+        await conn.execute(
+            "INSERT INTO ingest_batches (batch_id, rows, parts, token) VALUES ($1, 20, 2, $2)",
+            str(token),
+            token,
+        )
+    await conn.execute(f"PREPARE TRANSACTION 'acgs_db:{token}:{part}'")
+
+
+def oldest_partition_start(conn: psycopg.Connection) -> datetime:
+    """Where the oldest partition pg_partman keeps for the validations begins."""
+    row = conn.execute(
+        """
+        SELECT min(i.child_start_time)
+        FROM partman.show_partitions('public.constitutional_validations', 'ASC') p,
+             partman.show_partition_info(p.partition_schemaname || '.' || p.partition_tablename) i
+        """
+    ).fetchone()
+    assert row is not None and row[0] is not None
+    start: datetime = row[0]
+    return start

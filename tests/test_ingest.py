@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import asyncpg
 import pytest
-from conftest import count_rows
+from conftest import count_rows, prepare_part
 
 from acgs_db import InvalidRecordError, ValidationRecord, ValidationRepository
 
@@ -91,21 +91,8 @@ async def test_a_parallel_batch_id_is_idempotent_too(
 async def _prepare_part(
     pool: asyncpg.Pool, tenant: str, token: uuid.UUID, part: int, *, ledger: bool
 ) -> None:
-    """What a coordinator leaves behind when it dies after PREPARE TRANSACTION."""
     async with pool.acquire() as conn:
-        await conn.execute("BEGIN")
-        await conn.execute(
-            "INSERT INTO constitutional_validations (tenant_id, decision_id, compliance_score)"
-            " SELECT $1, 'd', 0.5 FROM generate_series(1, 10)",
-            tenant,
-        )
-        if ledger:
-            await conn.execute(
-                "INSERT INTO ingest_batches (batch_id, rows, parts, token) VALUES ($1, 20, 2, $2)",
-                str(token),
-                token,
-            )
-        await conn.execute(f"PREPARE TRANSACTION 'acgs_db:{token}:{part}'")
+        await prepare_part(conn, tenant, token, part, ledger=ledger)
 
 
 async def test_recover_rolls_back_an_undecided_batch(

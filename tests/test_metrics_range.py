@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 import psycopg
 import pytest
-from conftest import bypass_append_only, create_login
+from conftest import bypass_append_only, create_login, oldest_partition_start
 from psycopg import sql
 
 from acgs_db import TenantScopeError, ValidationRepository, create_pool, tenants
@@ -522,16 +522,7 @@ def test_retention_takes_the_dropped_buckets_out_of_totals_and_bins(
     migrated_database: str,
 ) -> None:
     with psycopg.connect(migrated_database, autocommit=True) as conn:
-        oldest = conn.execute(
-            """
-            SELECT min(i.child_start_time)
-            FROM partman.show_partitions('public.constitutional_validations', 'ASC') p,
-                 partman.show_partition_info(
-                    p.partition_schemaname || '.' || p.partition_tablename) i
-            """
-        ).fetchone()
-        assert oldest is not None
-        start: datetime = oldest[0]
+        start = oldest_partition_start(conn)
         _insert(conn, "old", 200, start + timedelta(days=1), start + timedelta(days=3))
         _insert(conn, "new", 200, NOW - timedelta(days=1), NOW)
         conn.execute("SELECT fold_validation_rollup()")

@@ -6,12 +6,12 @@ bins the fold keeps) over the seed's SQL restricted to the same range."""
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import psycopg
 import pytest
-from conftest import bypass_append_only, empty_store
+from conftest import bypass_append_only, empty_store, oldest_partition_start
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.sql import SQL
@@ -322,16 +322,7 @@ def test_a_fold_that_rolls_back_leaves_its_deltas_for_the_next(rollup_db: str) -
 
 def test_buckets_of_partitions_dropped_by_retention_go_with_them(migrated_database: str) -> None:
     with psycopg.connect(migrated_database, autocommit=True) as conn:
-        oldest = conn.execute(
-            """
-            SELECT min(i.child_start_time)
-            FROM partman.show_partitions('public.constitutional_validations', 'ASC') p,
-                 partman.show_partition_info(
-                    p.partition_schemaname || '.' || p.partition_tablename) i
-            """
-        ).fetchone()
-        assert oldest is not None
-        start: datetime = oldest[0]
+        start = oldest_partition_start(conn)
         conn.execute(
             "INSERT INTO constitutional_validations (tenant_id, decision_id, compliance_score,"
             " processing_time_ms, created_at) VALUES ('old', 'd', 0.5, 3, %s), ('new', 'd', 0.9,"

@@ -12,7 +12,7 @@ import asyncpg
 import psycopg
 import pytest
 from asyncpg.exceptions import InternalClientError
-from conftest import count_rows
+from conftest import count_rows, prepare_part
 from faults_support import until
 
 from acgs_db import schema
@@ -218,22 +218,9 @@ async def test_the_refresh_runs_longer_than_the_sessions_statement_timeout(
 
 
 async def _prepare_part(url: str, tenant: str, token: uuid.UUID, part: int, ledger: bool) -> None:
-    """What a coordinator leaves behind when it dies after PREPARE TRANSACTION."""
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute("BEGIN")
-        await conn.execute(
-            "INSERT INTO constitutional_validations (tenant_id, decision_id, compliance_score)"
-            " SELECT $1, 'd', 0.5 FROM generate_series(1, 10)",
-            tenant,
-        )
-        if ledger:
-            await conn.execute(
-                "INSERT INTO ingest_batches (batch_id, rows, parts, token) VALUES ($1, 20, 2, $2)",
-                str(token),
-                token,
-            )
-        await conn.execute(f"PREPARE TRANSACTION 'acgs_db:{token}:{part}'")
+        await prepare_part(conn, tenant, token, part, ledger=ledger)
     finally:
         await conn.close()
 
