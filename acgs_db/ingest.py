@@ -285,8 +285,9 @@ class Ingest:
         digest = BatchDigest() if batch_id is not None else None
         try:
             async with conn.transaction():
-                await set_statement_timeout(conn, self._timeout)
-                now, staged = await conn.fetchrow(load_sql("queries/copy_start"))
+                now, staged, _ = await conn.fetchrow(
+                    load_sql("queries/copy_start"), milliseconds(self._timeout)
+                )
                 if batch_id is not None:
                     claimed = await conn.fetchval(
                         load_sql("queries/batch_claim"), batch_id, 1, None
@@ -368,10 +369,13 @@ class Ingest:
                     f"a bulk insert over {connections} connections needs "
                     f"max_prepared_transactions >= {connections} (the server has {capacity})"
                 )
-            for conn in conns:
+            for part, conn in enumerate(conns):
                 await conn.execute("BEGIN")
-                await set_statement_timeout(conn, self._timeout)
-            now, staged = await conns[0].fetchrow(load_sql("queries/copy_start"))
+                if part:  # part 0's bound comes with copy_start
+                    await set_statement_timeout(conn, self._timeout)
+            now, staged, _ = await conns[0].fetchrow(
+                load_sql("queries/copy_start"), milliseconds(self._timeout)
+            )
             if staged:
                 raise ConfigurationError(
                     "a bulk insert over several connections needs a role that row-level "

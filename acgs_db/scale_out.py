@@ -208,7 +208,8 @@ STATEMENTS: Final[dict[str, Statement]] = {
         "all the bound tenant's, so one shard is written",
     ),
     "copy_start": Statement(
-        Routing.NO_DISTRIBUTED_TABLE, "now() and row_security_active(): catalog only"
+        Routing.NO_DISTRIBUTED_TABLE,
+        "now(), row_security_active() and set_config(): catalog and session only",
     ),
     "batch_claim": Statement(Routing.NO_DISTRIBUTED_TABLE, "ingest_batches (local)"),
     "batch_count": Statement(Routing.NO_DISTRIBUTED_TABLE, "ingest_batches (local)"),
