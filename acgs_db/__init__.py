@@ -1,5 +1,6 @@
 """acgs-db: the PostgreSQL audit store of the ACGS governance platform."""
 
+from acgs_db.constants import CONSTITUTIONAL_HASH
 from acgs_db.errors import (
     AcgsDbError,
     AuditWriteError,
@@ -22,7 +23,6 @@ from acgs_db.records import (
 )
 from acgs_db.refresher import MetricsRefresher, RefresherStatus, RefreshResult
 from acgs_db.repository import ValidationRepository
-from acgs_db.schema import CONSTITUTIONAL_HASH
 from acgs_db.settings import Settings
 from acgs_db.writer import AuditWriter, WriterStatus
 

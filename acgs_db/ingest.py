@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from acgs_db.constants import VALIDATIONS_TABLE
 from acgs_db.digest import BatchDigest
 from acgs_db.errors import (
     BatchConflictError,
@@ -52,7 +53,6 @@ from acgs_db.errors import (
 from acgs_db.pooler import MULTI_CONNECTION_COPY
 from acgs_db.records import COPY_COLUMNS, Limits, ValidationRecord, check_text, row_checker
 from acgs_db.resources import load_sql
-from acgs_db.schema import VALIDATIONS_TABLE
 from acgs_db.timeouts import milliseconds, set_statement_timeout
 
 Records = Iterable[ValidationRecord] | AsyncIterable[ValidationRecord]

@@ -18,11 +18,11 @@ from typing import Any
 
 import asyncpg
 
+from acgs_db.constants import CONSTITUTIONAL_HASH
 from acgs_db.errors import ConfigurationError, SchemaNotReadyError
 from acgs_db.refresher import MetricsRefresher
 from acgs_db.repository import ValidationRepository
 from acgs_db.resources import load_sql
-from acgs_db.schema import CONSTITUTIONAL_HASH
 from acgs_db.settings import Settings
 from acgs_db.synthetic import Workload, generate
 

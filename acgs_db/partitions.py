@@ -37,9 +37,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from acgs_db.constants import VALIDATIONS_TABLE
 from acgs_db.errors import AcgsDbError, SchemaNotReadyError
 from acgs_db.resources import load_sql
-from acgs_db.schema import VALIDATIONS_TABLE
 from acgs_db.settings import Settings
 
 _TABLE_STATEMENT = re.compile(r'SQL statement "((?:ALTER|CREATE|DROP) TABLE [^"]*)"')

@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 from collections.abc import Generator
 from typing import Any
 
 import asyncpg
-import orjson
 
 from acgs_db.devdb import database_url
+from acgs_db.jsoncodec import decode_json, decode_jsonb, encode_json, encode_jsonb
 from acgs_db.pooler import checked_schema
-from acgs_db.records import JsonDocument
 from acgs_db.settings import Settings
 from acgs_db.timeouts import milliseconds
 
@@ -24,40 +22,6 @@ KEEPALIVES = {
     "tcp_keepalives_interval": "30",
     "tcp_keepalives_count": "3",
 }
-
-
-def encode_jsonb(value: Any) -> bytes:
-    """Binary jsonb: a version byte and UTF-8 JSON; checked documents pass through untouched."""
-    if type(value) is JsonDocument:
-        return value
-    return b"\x01" + json.dumps(value, allow_nan=False, separators=(",", ":")).encode()
-
-
-# Every digit maps to "0", everything else to " ": a run of 19 zeros marks a number orjson
-# might read into a float (it does so beyond 64-bit integers, silently).
-_DIGIT_RUNS = bytes(ord("0") if chr(b).isdigit() and b < 128 else ord(" ") for b in range(256))
-_LONG_NUMBER = b"0" * 19
-
-
-def decode_json(data: bytes) -> Any:
-    """JSON text to Python, exactly: orjson (about 4x faster here), or the standard library
-    when the text holds a digit run long enough to be an integer beyond 64 bits (orjson would
-    return a float), or a number orjson refuses (beyond float range)."""
-    if _LONG_NUMBER not in data.translate(_DIGIT_RUNS):
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(data)
-
-
-def decode_jsonb(data: bytes) -> Any:
-    """Binary jsonb (a version byte, then JSON text) to Python."""
-    return decode_json(data[1:])
-
-
-def encode_json(value: Any) -> bytes:
-    return json.dumps(value, allow_nan=False, separators=(",", ":")).encode()
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:

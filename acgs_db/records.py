@@ -7,19 +7,15 @@ pass of checks right before the COPY that sends it.
 
 from __future__ import annotations
 
-import enum
-import json
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
 
-import orjson
-
+from acgs_db.constants import CONSTITUTIONAL_HASH
 from acgs_db.errors import InvalidRecordError
-from acgs_db.schema import CONSTITUTIONAL_HASH
+from acgs_db.jsoncodec import check_json
 
 TENANT_ID_MAX = 50
 DECISION_ID_MAX = 100
@@ -28,20 +24,6 @@ _INT32_MAX = 2**31 - 1
 _SCORE_PLACES = Decimal("0.0001")  # numeric(5,4)
 # The driver sends 0001-01-01T00:00:00Z as -infinity, and cannot send what lies before it.
 _EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
-# Types orjson would write in its own way (datetimes, dataclasses, subclasses) are refused
-# by it and decided by the standard library, which refuses them or writes plain JSON.
-_ORJSON_STRICT = (
-    orjson.OPT_PASSTHROUGH_DATETIME
-    | orjson.OPT_PASSTHROUGH_DATACLASS
-    | orjson.OPT_PASSTHROUGH_SUBCLASS
-)
-
-
-class JsonDocument(bytes):
-    """A value already checked and encoded as PostgreSQL's binary jsonb (version byte + UTF-8).
-
-    The pool's jsonb codec sends it as it is, so a document is serialised exactly once.
-    """
 
 
 class ValidationRecord(NamedTuple):
@@ -169,83 +151,6 @@ def check_processing_time(value: object, limit: int) -> int | None:
             "processing_time_ms", f"{value} ms is implausible; the limit is {limit} ms"
         )
     return value
-
-
-def check_json(field: str, value: object, max_bytes: int) -> JsonDocument | None:
-    """Encode a JSON value once, refusing what is not JSON, what jsonb cannot hold (NUL)
-    and what is larger than ``max_bytes``.
-
-    orjson does the common case several times faster than the standard library; the standard
-    library decides whatever orjson would accept loosely (NaN written as null) or refuses
-    without it being invalid JSON (integers beyond 64 bits, str subclasses, deep nesting).
-    UUIDs and Enum members are written as their string and value on either path.
-    """
-    if value is None:
-        return None
-    try:
-        data = orjson.dumps(value, option=_ORJSON_STRICT)
-    except TypeError:
-        data = _stdlib_json(field, value)
-    else:
-        if b"null" in data:  # a null may be a NaN or an infinity orjson wrote as null
-            _stdlib_json(field, value)
-    if b"\\u0000" in data and _holds_nul(value):
-        raise InvalidRecordError(field, "holds a \\u0000 character, which jsonb cannot store")
-    if len(data) > max_bytes:
-        raise InvalidRecordError(
-            field, f"is {len(data)} bytes of JSON; the limit is {max_bytes} bytes"
-        )
-    return JsonDocument(b"\x01" + data)
-
-
-def _stdlib_json(field: str, value: object) -> bytes:
-    """Strict encoding by the standard library: no NaN, string keys only, valid Unicode."""
-    try:
-        text = json.dumps(
-            value,
-            ensure_ascii=False,
-            allow_nan=False,
-            separators=(",", ":"),
-            default=_json_default,
-        )
-    except (TypeError, ValueError) as exc:
-        raise InvalidRecordError(field, f"is not JSON: {exc}") from None
-    except RecursionError:
-        raise InvalidRecordError(field, "is not JSON: nested too deeply") from None
-    if not _string_keys(value):
-        raise InvalidRecordError(field, "is not JSON: object keys must be strings")
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidRecordError(field, f"is not valid Unicode text ({exc.reason})") from None
-
-
-def _json_default(value: object) -> object:
-    """What the standard library path writes for the types orjson writes natively: a UUID as
-    its string, an Enum member as its value (so both paths store the same document)."""
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, enum.Enum):
-        return value.value
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def _string_keys(value: object) -> bool:
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _string_keys(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return all(_string_keys(v) for v in value)
-    return True
-
-
-def _holds_nul(value: object) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_holds_nul(v) for v in value)
-    return False
 
 
 def check_timestamp(value: object, latest: datetime) -> datetime:

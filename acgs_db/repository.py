@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from acgs_db.constants import CONSTITUTIONAL_HASH
 from acgs_db.errors import AcgsDbError, TenantScopeError
 from acgs_db.ingest import Ingest, Records, RecoveryReport
+from acgs_db.jsoncodec import check_json
 from acgs_db.records import (
     DECISION_HASH_MAX,
     DECISION_ID_MAX,
@@ -26,13 +28,11 @@ from acgs_db.records import (
     Limits,
     TenantMetrics,
     ValidationRecord,
-    check_json,
     check_score,
     check_text,
     copy_row,
 )
 from acgs_db.resources import load_sql
-from acgs_db.schema import CONSTITUTIONAL_HASH
 from acgs_db.settings import Settings
 from acgs_db.writer import (
     DEFAULT_CONNECTIONS,

@@ -15,13 +15,6 @@ from acgs_db.errors import ConfigurationError
 from acgs_db.resources import alembic_ini, load_sql, migrations_dir
 from acgs_db.settings import Settings
 
-CONSTITUTIONAL_HASH = "cdd01ef066bc6cf2"
-"""The constitution every stored validation was checked against (enforced by a CHECK)."""
-
-VALIDATIONS_TABLE = "constitutional_validations"
-CACHE_TABLE = "decision_validation_cache"
-METRICS_VIEW = "tenant_constitutional_metrics_24h"
-
 
 def sqlalchemy_url(url: str) -> str:
     """Turn a libpq URL (``postgresql://…``) into SQLAlchemy's psycopg 3 form."""

@@ -42,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import INT8MULTIRANGE, JSONB, OID
 from sqlalchemy.types import UserDefinedType
 
-from acgs_db.schema import CONSTITUTIONAL_HASH
+from acgs_db.constants import CONSTITUTIONAL_HASH
 
 metadata = MetaData()
 """Every table and view of the audit store at the head revision."""

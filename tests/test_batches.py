@@ -18,9 +18,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from acgs_db import BatchConflictError, ValidationRecord, ValidationRepository
+from acgs_db.constants import CONSTITUTIONAL_HASH
 from acgs_db.digest import HEADER, BatchDigest, score_bytes, score_text
 from acgs_db.records import Limits, row_checker
-from acgs_db.schema import CONSTITUTIONAL_HASH
 
 
 def _records(tenant: str, n: int) -> list[ValidationRecord]:

@@ -8,7 +8,8 @@ from decimal import Decimal
 import pytest
 
 from acgs_db import CONSTITUTIONAL_HASH, InvalidRecordError
-from acgs_db.records import JsonDocument, Limits, ValidationRecord, copy_row
+from acgs_db.jsoncodec import JsonDocument
+from acgs_db.records import Limits, ValidationRecord, copy_row
 
 LIMITS = Limits(
     max_details_bytes=1024, max_processing_time_ms=86_400_000, max_clock_skew=timedelta(minutes=5)

@@ -43,12 +43,13 @@ from acgs_db import tenants
 from acgs_db.bench.pgbench import Percentiles, RunOptions, ScriptName
 from acgs_db.bench.pgbench import run as run_pgbench
 from acgs_db.bench.scratch import scratch_database, url_as
+from acgs_db.constants import CONSTITUTIONAL_HASH, VALIDATIONS_TABLE
 from acgs_db.pool import create_pool, init_connection
 from acgs_db.records import COPY_COLUMNS, Limits, ValidationRecord, copy_row
 from acgs_db.refresher import MetricsRefresher
 from acgs_db.repository import ValidationRepository
 from acgs_db.resources import load_sql
-from acgs_db.schema import CONSTITUTIONAL_HASH, VALIDATIONS_TABLE, sqlalchemy_url
+from acgs_db.schema import sqlalchemy_url
 from acgs_db.settings import Settings
 from acgs_db.synthetic import Workload, generate
 
