@@ -168,6 +168,8 @@ def upgrade() -> None:
     )
     op.execute(
         """
+        -- The view was created just above, in this transaction: no reader waits on it.
+        -- squawk-ignore require-concurrent-index-creation
         CREATE UNIQUE INDEX tenant_constitutional_metrics_24h_key
             ON tenant_constitutional_metrics_24h (tenant_id, constitutional_hash)
         """

@@ -147,9 +147,15 @@ def upgrade() -> None:
         )
         """
     )
-    op.execute("ALTER TABLE acgs_exclusive DROP CONSTRAINT acgs_exclusive_name_check")
+    op.execute(
+        "-- Widened in this transaction (re-added below with 'seal'): no client sees it missing.\n"
+        "-- squawk-ignore ban-drop-constraint\n"
+        "ALTER TABLE acgs_exclusive DROP CONSTRAINT acgs_exclusive_name_check"
+    )
     op.execute("INSERT INTO acgs_exclusive (name) VALUES ('seal')")
     op.execute(
+        "-- acgs_exclusive holds one row per exclusive job (three): validating is instant.\n"
+        "-- squawk-ignore constraint-missing-not-valid\n"
         "ALTER TABLE acgs_exclusive ADD CONSTRAINT acgs_exclusive_name_check"
         " CHECK (name IN ('refresh', 'fold', 'seal'))"
     )
