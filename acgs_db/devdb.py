@@ -31,6 +31,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from acgs_db.errors import ConfigurationError
+from acgs_db.resources import load_sql
 from acgs_db.settings import Settings
 
 DEBIAN_PACKAGES = "postgresql-15 postgresql-15-partman postgresql-15-cron"
@@ -524,16 +525,18 @@ class DevCluster:
 
     def _ensure_database(self) -> None:
         import psycopg
+        from psycopg import sql
 
         deadline = time.monotonic() + 30
         while True:
             try:
                 with psycopg.connect(self.admin_url(), autocommit=True, connect_timeout=5) as conn:
                     exists = conn.execute(
-                        "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)
+                        load_sql("devdb/database_exists"), {"database": DATABASE}
                     ).fetchone()
                     if not exists:
-                        conn.execute(f'CREATE DATABASE "{DATABASE}"')
+                        create = sql.SQL(load_sql("devdb/create_database"))
+                        conn.execute(create.format(database=sql.Identifier(DATABASE)))
                     return
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:

@@ -465,7 +465,7 @@ def verify(url: str, digest: Digest | None = None, since: int | None = None) -> 
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         with conn.transaction():
-            conn.execute("SET LOCAL work_mem = '64MB'")
+            conn.execute(load_sql("ledger/work_mem"))
             _verify_in(conn, report, digest, since)
     report.ok = not report.problems
     report.duration_s = time.perf_counter() - started

@@ -35,7 +35,7 @@ def alembic_ini() -> Path:
 
 @cache
 def load_sql(name: str) -> str:
-    """Text of ``sql/<name>.sql`` (``name`` may hold a sub-folder, e.g. ``bench/history``)."""
+    """Text of ``sql/<name>.sql`` (``name`` may hold a sub-folder, e.g. ``queries/history``)."""
     path = sql_dir() / f"{name}.sql"
     if not path.resolve().is_relative_to(sql_dir().resolve()):
         raise ValueError(f"SQL name {name!r} leaves the sql folder")

@@ -86,7 +86,7 @@ def downgrade_plan(url: str, revision: str, settings: Settings | None = None) ->
     settings = settings or Settings.from_env()
     scripts = ScriptDirectory.from_config(alembic_config())
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SELECT set_config('search_path', %s, false)", (f'"{settings.schema}"',))
+        conn.execute(load_sql("downgrade/search_path"), (f'"{settings.schema}"',))
         current = None
         if _exists(conn, "alembic_version"):
             row = conn.execute(load_sql("downgrade/current_revision")).fetchone()
@@ -131,26 +131,3 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
-
-
-REQUIRE_EXTENSION_SQL = """
-DO $check$
-DECLARE
-    extension text := current_setting('acgs.required_extension');
-    package text := 'postgresql-' || (current_setting('server_version_num')::int / 10000) || '-'
-                    || CASE extension WHEN 'pg_partman' THEN 'partman'
-                                      WHEN 'pg_cron' THEN 'cron'
-                                      ELSE extension END;
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = extension) THEN
-        RAISE EXCEPTION USING
-            MESSAGE = 'the PostgreSQL extension ' || extension
-                      || ' is not installed on this server',
-            HINT = 'Install the Debian package ' || package || ' (apt-get install '
-                         || package || ') and run the migration again.';
-    END IF;
-END
-$check$"""
-"""Stops a migration, naming the Debian package to install, when the extension named by the
-transaction-local setting ``acgs.required_extension`` is missing. (No ``%`` inside: Alembic's
-offline rendering would double it.)"""

@@ -16,7 +16,7 @@ from alembic.script import ScriptDirectory
 from catalog import definitions, difference
 
 from acgs_db import schema
-from acgs_db.resources import alembic_ini
+from acgs_db.resources import alembic_ini, load_sql
 
 
 def _revisions() -> list[str]:
@@ -126,7 +126,7 @@ def test_missing_extension_names_the_debian_package(database_url: str) -> None:
     with psycopg.connect(database_url) as conn:
         conn.execute("SET LOCAL acgs.required_extension = 'acgs_no_such_extension'")
         with pytest.raises(psycopg.errors.RaiseException) as caught:
-            conn.execute(schema.REQUIRE_EXTENSION_SQL)
+            conn.execute(load_sql("schema/require_extension"))
     diag = caught.value.diag
     assert diag.message_primary is not None
     assert "acgs_no_such_extension is not installed" in diag.message_primary

@@ -76,8 +76,8 @@ def seed_over_range() -> str:
         _SEED_WINDOW, "WHERE created_at >= $2 AND created_at < $3 AND tenant_id = $1"
     )
     return (
-        sql.SQL("SELECT {} FROM ({}) AS s")
-        .format(sql.SQL(", ").join(map(sql.Identifier, _FIGURES)), sql.SQL(ranged))
+        sql.SQL(load_sql("bench/seed_range"))
+        .format(figures=sql.SQL(", ").join(map(sql.Identifier, _FIGURES)), ranged=sql.SQL(ranged))
         .as_string(None)
     )
 
@@ -130,17 +130,11 @@ async def scenario(url: str, options: Options) -> dict[str, Any]:
             await _tail_rows(
                 conn, hot_tail, options.tenant_rows, now - timedelta(hours=23, minutes=59), now
             )
-            await conn.fetchval("SELECT fold_validation_rollup()", timeout=_LONG)
-            await conn.execute("VACUUM ANALYZE", timeout=_LONG)
+            await conn.fetchval(load_sql("bench/fold"), timeout=_LONG)
+            await conn.execute(load_sql("bench/vacuum_all"), timeout=_LONG)
             load_s = time.perf_counter() - started
-            distinct = await conn.fetchval(
-                "SELECT count(DISTINCT processing_time_ms) FROM constitutional_validations"
-                " WHERE tenant_id = $1",
-                ranged,
-            )
-            rollup_rows = await conn.fetchval(
-                "SELECT count(*) FROM validation_rollup WHERE tenant_id = $1", ranged
-            )
+            distinct = await conn.fetchval(load_sql("bench/distinct_times"), ranged)
+            rollup_rows = await conn.fetchval(load_sql("bench/count_rollup_tenant"), ranged)
         repo = ValidationRepository(pool, settings)
         seed_query = seed_over_range()
         ours: list[int] = []
@@ -213,13 +207,9 @@ async def _realtime(
     out: dict[str, Any] = {}
     for name, who in tenants.items():
         figures: dict[str, Any] = {
-            "tenant_rows_24h": await pool.fetchval(
-                "SELECT total_validations FROM tenant_metrics_24h($1)", who
-            ),
+            "tenant_rows_24h": await pool.fetchval(load_sql("bench/tenant_total_24h"), who),
             "distinct_processing_times_24h": await pool.fetchval(
-                "SELECT count(DISTINCT processing_time_ms) FROM constitutional_validations"
-                " WHERE tenant_id = $1 AND created_at >= now() - interval '24 hours'",
-                who,
+                load_sql("bench/distinct_times_24h"), who
             ),
         }
         for version in versions:
@@ -248,7 +238,7 @@ async def _fold_cost(pool: asyncpg.Pool, options: Options) -> dict[str, Any]:
                         RollupOptions(),
                     )
                 started = time.perf_counter()
-                await conn.fetchval("SELECT fold_validation_rollup()", timeout=_LONG)
+                await conn.fetchval(load_sql("bench/fold"), timeout=_LONG)
                 times[version].append(time.perf_counter() - started)
     v3, v2 = statistics.median(times["rollup_fold_v3"]), statistics.median(times["rollup_fold_v2"])
     return {

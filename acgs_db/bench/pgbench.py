@@ -1,6 +1,6 @@
 """pgbench, driven from Python: the project's scripts, the per-transaction log, percentiles.
 
-A run is ``pgbench --no-vacuum --protocol=prepared`` with one script of ``sql/bench``, the
+A run is ``pgbench --no-vacuum --protocol=prepared`` with one script of ``sql/pgbench``, the
 requested clients, threads (``--jobs``), duration and optional fixed rate (``--rate``), and
 ``--log`` into a temporary folder. The log has one line per transaction (pgbench 15)::
 
@@ -51,7 +51,7 @@ _GRACE_S = 60.0
 
 
 class ScriptName(StrEnum):
-    """The pgbench scripts of ``sql/bench``."""
+    """The pgbench scripts of ``sql/pgbench``."""
 
     HISTORY = "history"
     DECISION = "decision"
@@ -75,7 +75,7 @@ class Script:
 
     @property
     def path(self) -> Path:
-        return sql_dir() / "bench" / f"{self.name.value}.sql"
+        return sql_dir() / "pgbench" / f"{self.name.value}.sql"
 
 
 SCRIPTS: Mapping[ScriptName, Script] = {

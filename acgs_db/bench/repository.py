@@ -353,8 +353,8 @@ async def _rls_cost(
     password = secrets.token_urlsafe(24)  # servers ask for one (the embedded cluster: SCRAM)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                sql.Identifier(login), sql.Literal(password)
+            sql.SQL(load_sql("bench/login_create")).format(
+                login=sql.Identifier(login), password=sql.Literal(password)
             )
         )
     tenant = pairs[0][0]
@@ -387,7 +387,7 @@ async def _rls_cost(
     finally:
         tenants.revoke(url, login, settings)
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login)))
+            conn.execute(sql.SQL(load_sql("bench/login_drop")).format(login=sql.Identifier(login)))
     return {
         "history_ms_without_rls": without.to_json(),
         "history_ms_tenant_scoped": with_rls.to_json(),

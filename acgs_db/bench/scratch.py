@@ -15,6 +15,7 @@ import psycopg
 from psycopg import sql
 
 from acgs_db import schema
+from acgs_db.resources import load_sql
 
 
 def url_for(url: str, database: str) -> str:
@@ -39,7 +40,9 @@ def scratch_database(url: str, *, keep: bool = False) -> Iterator[str]:
     """Create and migrate a fresh database beside ``url``'s; yield its URL; drop it after."""
     name = f"acgs_bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL(load_sql("bench/scratch_create")).format(database=sql.Identifier(name))
+        )
     target = url_for(url, name)
     try:
         schema.upgrade(target)
@@ -48,5 +51,5 @@ def scratch_database(url: str, *, keep: bool = False) -> Iterator[str]:
         if not keep:
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                    sql.SQL(load_sql("bench/scratch_drop")).format(database=sql.Identifier(name))
                 )

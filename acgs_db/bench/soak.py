@@ -20,11 +20,11 @@ from acgs_db.errors import ConfigurationError
 from acgs_db.loader import load
 from acgs_db.pool import create_pool
 from acgs_db.refresher import MetricsRefresher
+from acgs_db.resources import load_sql
 from acgs_db.settings import Settings
 from acgs_db.synthetic import Workload
 
 MAX_MINUTES = 60.0
-_COUNT = "SELECT count(*) FROM constitutional_validations"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +56,7 @@ async def soak(url: str, options: SoakOptions, settings: Settings | None = None)
         raise ConfigurationError(f"minutes must lie in (0, {MAX_MINUTES:g}]")
     pool = await create_pool(url, settings=settings, min_size=2, max_size=4)
     try:
-        if await pool.fetchval(_COUNT, timeout=600) == 0:
+        if await pool.fetchval(load_sql("bench/count_validations"), timeout=600) == 0:
             await load(
                 pool, Workload(rows=options.sample_rows, tenants=100, days=2), settings=settings
             )
@@ -72,7 +72,7 @@ async def soak(url: str, options: SoakOptions, settings: Settings | None = None)
             ),
             settings=settings,
         )
-        before = await pool.fetchval(_COUNT, timeout=600)
+        before = await pool.fetchval(load_sql("bench/count_validations"), timeout=600)
         refresher = MetricsRefresher(pool, interval=options.refresh_interval, settings=settings)
         refresher.start()
         started = time.perf_counter()
@@ -80,7 +80,7 @@ async def soak(url: str, options: SoakOptions, settings: Settings | None = None)
             result = await asyncio.to_thread(prepared.execute)
         finally:
             await refresher.stop()
-        after = await pool.fetchval(_COUNT, timeout=600)
+        after = await pool.fetchval(load_sql("bench/count_validations"), timeout=600)
     finally:
         await pool.close()
     log = result.log

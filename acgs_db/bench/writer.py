@@ -103,7 +103,7 @@ async def _reset(conn: asyncpg.Connection) -> None:
 
 
 async def _stored(conn: asyncpg.Connection) -> int:
-    return int(await conn.fetchval("SELECT count(*) FROM constitutional_validations"))
+    return int(await conn.fetchval(load_sql("bench/count_validations")))
 
 
 async def _bench(url: str, options: Options, settings: Settings) -> dict[str, Any]:

@@ -242,7 +242,7 @@ def _threads(asked: int | None, clients: int) -> int:
 @friendly_errors
 def pgbench_command(
     script: Annotated[
-        ScriptName, typer.Option(help="Script of sql/bench to run.", case_sensitive=False)
+        ScriptName, typer.Option(help="Script of sql/pgbench to run.", case_sensitive=False)
     ] = ScriptName.HISTORY,
     clients: Annotated[int, typer.Option(help="Concurrent sessions (-c).", min=1)] = 8,
     threads: Annotated[
@@ -279,7 +279,7 @@ def pgbench_command(
 ) -> None:
     """Run pgbench (-M prepared) with a project script; print TPS, p50/p95/p99/max, failures.
 
-    Scripts (sql/bench): history, decision, metrics and cache are the repository's look-ups,
+    Scripts (sql/pgbench): history, decision, metrics and cache are the repository's look-ups,
     insert its single-row INSERT, mixed one validation request (cache look-up, history,
     insert, cache upsert). Ids are drawn from the loaded data (`acgs-db load`).
     """

@@ -16,7 +16,6 @@ import sqlalchemy as sa
 from alembic import op
 
 from acgs_db.resources import load_sql
-from acgs_db.schema import REQUIRE_EXTENSION_SQL
 from acgs_db.settings import Settings
 
 revision = "0001_schema"
@@ -40,7 +39,7 @@ PARTMAN_VERSION_TYPE = (
 def upgrade() -> None:
     settings = Settings.from_env()
     op.execute("SET LOCAL acgs.required_extension = 'pg_partman'")
-    op.execute(REQUIRE_EXTENSION_SQL)
+    op.execute(load_sql("schema/require_extension"))
     op.execute("CREATE SCHEMA IF NOT EXISTS partman")
     op.execute("CREATE EXTENSION IF NOT EXISTS pg_partman SCHEMA partman")
     op.execute(

@@ -1,3 +1,2 @@
 -- Capture variant "none" (scratch databases only): no trigger on inserts.
 ALTER TABLE constitutional_validations DISABLE TRIGGER constitutional_validations_rollup_insert;
-DROP TRIGGER IF EXISTS bench_invalidation_log ON constitutional_validations;

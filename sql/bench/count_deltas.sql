@@ -1,0 +1,2 @@
+-- Delta rows waiting for the fold.
+SELECT count(*) FROM validation_rollup_delta

@@ -1,0 +1,2 @@
+-- Drop the RLS step's throwaway login.
+DROP ROLE {login}

@@ -1,0 +1,2 @@
+-- Statistics and the visibility map of the rollup after a bulk load.
+VACUUM (ANALYZE) validation_rollup

@@ -1,0 +1,2 @@
+-- Create the development database (its name is a quoted identifier).
+CREATE DATABASE {database}

@@ -1,0 +1,2 @@
+-- Whether the development database exists.
+SELECT 1 FROM pg_database WHERE datname = %(database)s
