@@ -1,5 +1,5 @@
 """``python -m acgs_db`` runs the command line."""
 
-from acgs_db.cli import main
+from acgs_db.tooling.cli import main
 
 main()

@@ -10,11 +10,11 @@ from typing import Any
 
 import asyncpg
 
-from acgs_db.devdb import database_url
 from acgs_db.jsoncodec import decode_json, decode_jsonb, encode_json, encode_jsonb
 from acgs_db.pooler import checked_schema
 from acgs_db.settings import Settings
 from acgs_db.timeouts import milliseconds
+from acgs_db.tooling.devdb import database_url
 
 # Server-side TCP keepalives from the seed: a dead client is noticed within about 11 minutes.
 KEEPALIVES = {

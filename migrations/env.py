@@ -40,7 +40,6 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import SchemaItem
 
 from acgs_db import tables
-from acgs_db.devdb import database_url
 from acgs_db.locks import (
     LockTimeoutError,
     backoff,
@@ -48,8 +47,9 @@ from acgs_db.locks import (
     is_lock_timeout,
     lock_failure_message,
 )
-from acgs_db.schema import sqlalchemy_url
 from acgs_db.settings import Settings
+from acgs_db.tooling.devdb import database_url
+from acgs_db.tooling.schema import sqlalchemy_url
 
 config = context.config
 settings = Settings.from_env()

@@ -27,9 +27,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from acgs_db import schema
-from acgs_db.devdb import DevCluster, find_bindir
 from acgs_db.settings import Settings
+from acgs_db.tooling import schema
+from acgs_db.tooling.devdb import DevCluster, find_bindir
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOT = ROOT / "sql" / "schema.sql"

@@ -32,11 +32,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from acgs_db import schema
-from acgs_db.devdb import DevCluster
 from acgs_db.pool import create_pool
 from acgs_db.repository import ValidationRepository
 from acgs_db.settings import Settings
+from acgs_db.tooling import schema
+from acgs_db.tooling.devdb import DevCluster
 
 
 @dataclass

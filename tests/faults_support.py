@@ -27,11 +27,11 @@ from typing import Any
 import asyncpg
 from conftest import start_throwaway_cluster
 
-from acgs_db import schema
-from acgs_db.devdb import DevCluster
 from acgs_db.pool import create_pool
 from acgs_db.records import ValidationRecord
 from acgs_db.settings import Settings
+from acgs_db.tooling import schema
+from acgs_db.tooling.devdb import DevCluster
 
 SETTINGS = Settings.from_env({})
 ABSENT_STANDBY = "acgs_fault_absent_standby"

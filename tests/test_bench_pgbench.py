@@ -17,13 +17,13 @@ from typer.testing import CliRunner
 from acgs_db.bench import pgbench
 from acgs_db.bench.pgbench import SCRIPTS, RunOptions, ScriptName
 from acgs_db.bench.report import LOAD, TARGETS, Row, Target
-from acgs_db.cli import app
 from acgs_db.errors import AcgsDbError, ConfigurationError, SchemaNotReadyError
-from acgs_db.loader import LoadResult, load
 from acgs_db.pool import create_pool
 from acgs_db.resources import load_sql
 from acgs_db.settings import Settings
-from acgs_db.synthetic import Workload, decision_hash, decision_name, tenant_name
+from acgs_db.tooling.cli import app
+from acgs_db.tooling.loader import LoadResult, load
+from acgs_db.tooling.synthetic import Workload, decision_hash, decision_name, tenant_name
 
 WORKLOAD = Workload(rows=20_000, tenants=10, days=2, decisions=50)
 SETTINGS = Settings.from_env({})
@@ -32,7 +32,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 async def loaded(module_database: str) -> AsyncIterator[LoadResult]:
-    """The module's database, loaded by the loader (so ids follow acgs_db.synthetic)."""
+    """The module's database, loaded by the loader (so ids follow acgs_db.tooling.synthetic)."""
     pool = await create_pool(module_database, min_size=1, max_size=2)
     try:
         yield await load(pool, WORKLOAD, settings=SETTINGS)

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 import pytest
 from typer.testing import CliRunner
 
-from acgs_db import schema
 from acgs_db.bench.pgbench import RunOptions, ScriptName
 from acgs_db.bench.pooler_hop import run_hop
-from acgs_db.cli import app
-from acgs_db.loader import LoadResult, load
 from acgs_db.pool import create_pool
 from acgs_db.settings import Settings
-from acgs_db.synthetic import Workload
+from acgs_db.tooling import schema
+from acgs_db.tooling.cli import app
+from acgs_db.tooling.loader import LoadResult, load
+from acgs_db.tooling.synthetic import Workload
 
 if TYPE_CHECKING:
     from conftest import Server

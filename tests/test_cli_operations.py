@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from acgs_db import schema
-from acgs_db.devdb import free_port
+from acgs_db.tooling import schema
+from acgs_db.tooling.devdb import free_port
 
 VIEW = "tenant_constitutional_metrics_24h"
 

@@ -20,7 +20,8 @@ import pytest
 from conftest import Server, start_throwaway_cluster
 from psycopg.conninfo import conninfo_to_dict
 
-from acgs_db.devdb import (
+from acgs_db.errors import ConfigurationError
+from acgs_db.tooling.devdb import (
     FALLBACK_BASE,
     HOST,
     POINTER,
@@ -29,7 +30,6 @@ from acgs_db.devdb import (
     find_bindir,
     pgpass_line,
 )
-from acgs_db.errors import ConfigurationError
 from acgs_db.urls import redact_url
 
 UNDER_ROOT = os.geteuid() == 0

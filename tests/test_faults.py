@@ -37,9 +37,9 @@ from faults_support import (
 from test_rollup import ROLLUP_MINUS_RAW, _view_equals_seed
 
 from acgs_db import ValidationRecord, ValidationRepository
-from acgs_db.devdb import DevCluster
 from acgs_db.errors import AcgsDbError, BulkInsertError
 from acgs_db.refresher import MetricsRefresher
+from acgs_db.tooling.devdb import DevCluster
 
 pytestmark = pytest.mark.faults
 

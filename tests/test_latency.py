@@ -25,12 +25,12 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from acgs_db import CONSTITUTIONAL_HASH, ValidationRecord, ValidationRepository
-from acgs_db.loader import LoadResult, load
 from acgs_db.pool import create_pool
 from acgs_db.refresher import MetricsRefresher
 from acgs_db.resources import load_sql
 from acgs_db.settings import Settings
-from acgs_db.synthetic import Workload, decision_hash, decision_name, tenant_name
+from acgs_db.tooling.loader import LoadResult, load
+from acgs_db.tooling.synthetic import Workload, decision_hash, decision_name, tenant_name
 
 pytestmark = pytest.mark.latency
 

@@ -1,4 +1,5 @@
-"""The package's layout: the library imports neither Alembic nor SQLAlchemy nor the tooling."""
+"""The package's layout: the library imports neither Alembic nor SQLAlchemy nor the operator's
+tooling (acgs_db.tooling) and benchmarks (acgs_db.bench), which import the library."""
 
 from __future__ import annotations
 
@@ -46,3 +47,15 @@ def test_the_library_loads_neither_alembic_nor_sqlalchemy() -> None:
     assert "acgs_db.repository" in loaded
     heavy = [m for m in loaded if m.split(".")[0] in ("alembic", "sqlalchemy", "typer", "rich")]
     assert heavy == [], f"importing the library loads {heavy}"
+
+
+def test_the_library_loads_no_tooling_but_the_development_cluster() -> None:
+    loaded = _modules_after_import(LIBRARY)
+    tooling = [m for m in loaded if m.startswith(("acgs_db.tooling", "acgs_db.bench"))]
+    # create_pool() without a URL starts the embedded cluster: its module, nothing else.
+    assert tooling == ["acgs_db.tooling", "acgs_db.tooling.devdb"]
+
+
+def test_the_command_line_and_benchmarks_import() -> None:
+    loaded = _modules_after_import(("acgs_db.tooling.cli", "acgs_db.bench.report"))
+    assert {"acgs_db.tooling.cli", "acgs_db.tooling.schema", "acgs_db.bench.pgbench"} <= set(loaded)

@@ -18,12 +18,13 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from acgs_db import ledger, schema
+from acgs_db import ledger
 from acgs_db.partitions import maintain
 from acgs_db.pool import create_pool
 from acgs_db.records import ValidationRecord
 from acgs_db.repository import ValidationRepository
 from acgs_db.settings import Settings
+from acgs_db.tooling import schema
 
 SETTINGS = Settings.from_env({})
 PARENT = "public.constitutional_validations"

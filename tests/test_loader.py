@@ -18,11 +18,11 @@ import psycopg
 import pytest
 
 from acgs_db.errors import ConfigurationError, SchemaNotReadyError
-from acgs_db.loader import PROGRESS_EVERY, LoadResult, check_workload, load
 from acgs_db.pool import create_pool
 from acgs_db.repository import ValidationRepository
 from acgs_db.settings import Settings
-from acgs_db.synthetic import Workload, decision_hash, decision_name, tenant_name
+from acgs_db.tooling.loader import PROGRESS_EVERY, LoadResult, check_workload, load
+from acgs_db.tooling.synthetic import Workload, decision_hash, decision_name, tenant_name
 
 WORKLOAD = Workload(rows=30_000, tenants=7, days=3, decisions=40)
 SETTINGS = Settings.from_env({})

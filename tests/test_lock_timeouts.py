@@ -22,11 +22,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from acgs_db import schema
 from acgs_db.locks import LockTimeoutError
 from acgs_db.partitions import MaintenanceError, MaintenanceReport, maintain
 from acgs_db.resources import alembic_ini
 from acgs_db.settings import Settings
+from acgs_db.tooling import schema
 
 PARENT = "public.constitutional_validations"
 LOCK_TIMEOUT = 0.5

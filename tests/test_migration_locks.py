@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
-from acgs_db import schema
+from acgs_db.tooling import schema
 
 # Lock strength, weakest first (PostgreSQL's table-level lock modes).
 MODES = [

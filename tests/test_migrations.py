@@ -15,8 +15,8 @@ import pytest
 from alembic.script import ScriptDirectory
 from catalog import definitions, difference
 
-from acgs_db import schema
 from acgs_db.resources import alembic_ini, load_sql
+from acgs_db.tooling import schema
 
 
 def _revisions() -> list[str]:

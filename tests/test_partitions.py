@@ -14,10 +14,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from acgs_db import schema
 from acgs_db.errors import SchemaNotReadyError
 from acgs_db.partitions import MaintenanceError, maintain
 from acgs_db.settings import Settings
+from acgs_db.tooling import schema
 
 PARENT = "public.constitutional_validations"
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "partman-maintenance.sh"

@@ -22,10 +22,10 @@ from conftest import create_login
 
 from acgs_db import ValidationRecord, ValidationRepository, tenants
 from acgs_db.errors import BulkInsertError, ConfigurationError, InvalidRecordError
-from acgs_db.pgbouncer import PgBouncer, auth_config
 from acgs_db.pool import create_pool, init_connection, pool_options
 from acgs_db.refresher import MetricsRefresher
 from acgs_db.settings import Settings
+from acgs_db.tooling.pgbouncer import PgBouncer, auth_config
 from acgs_db.urls import password_of
 
 if TYPE_CHECKING:

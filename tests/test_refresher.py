@@ -16,10 +16,10 @@ import pytest
 from conftest import start_throwaway_cluster
 from faults_support import until
 
-from acgs_db import schema
 from acgs_db.pool import create_pool
 from acgs_db.refresher import MetricsRefresher
 from acgs_db.settings import Settings
+from acgs_db.tooling import schema
 
 # Backends holding the refresh's lock: the row 'refresh' of acgs_exclusive (migration 0007),
 # locked FOR UPDATE, which holds ROW SHARE on the table until the transaction ends (the fold's

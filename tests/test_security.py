@@ -24,10 +24,10 @@ from acgs_db import (
     create_pool,
     tenants,
 )
-from acgs_db.cli import app
 from acgs_db.errors import BulkInsertError
 from acgs_db.settings import Settings
 from acgs_db.tenants import TenantLoginError
+from acgs_db.tooling.cli import app
 
 SETTINGS = Settings.from_env({})
 GROUPS = {

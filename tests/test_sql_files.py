@@ -24,7 +24,7 @@ NOT_LOADED = {"schema"}
 
 DYNAMIC: dict[tuple[str, str], tuple[str, ...]] = {
     ("acgs_db/ledger.py", "query"): ("ledger/entries_by_xid", "ledger/entries_by_id"),
-    ("acgs_db/loader.py", "'bench/vacuum_analyze' if vacuum else 'bench/analyze'"): (
+    ("acgs_db/tooling/loader.py", "'bench/vacuum_analyze' if vacuum else 'bench/analyze'"): (
         "bench/vacuum_analyze",
         "bench/analyze",
     ),
@@ -83,7 +83,7 @@ INLINE_ALLOWED: dict[str, set[str]] = {
     # Prose: how a statement behaves under Citus.
     "acgs_db/scale_out.py": {"INSERT ... SELECT from the session's temporary staging table"},
     # Labels printed by `acgs-db load`, not statements.
-    "acgs_db/cli/bench.py": {
+    "acgs_db/tooling/cli/bench.py": {
         "VACUUM (ANALYZE) constitutional_validations",
         "ANALYZE constitutional_validations",
         "VACUUM (ANALYZE)",

@@ -21,7 +21,8 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from acgs_db import ValidationRecord, ValidationRepository, schema, tables
+from acgs_db import ValidationRecord, ValidationRepository, tables
+from acgs_db.tooling import schema
 
 REGENERATE = (
     "acgs_db/tables.py and the migrations differ. Make tables.py describe what the migrations"

@@ -15,7 +15,6 @@ from asyncpg.exceptions import InternalClientError
 from conftest import count_rows, prepare_part
 from faults_support import until
 
-from acgs_db import schema
 from acgs_db.errors import BulkInsertError, ConfigurationError
 from acgs_db.pool import create_pool
 from acgs_db.records import ValidationRecord
@@ -23,6 +22,7 @@ from acgs_db.refresher import MetricsRefresher
 from acgs_db.repository import ValidationRepository
 from acgs_db.settings import Settings
 from acgs_db.timeouts import milliseconds
+from acgs_db.tooling import schema
 
 
 def _settings(**overrides: float) -> Settings:

@@ -26,7 +26,7 @@ from faults_support import (
 )
 
 from acgs_db import AuditWriteError, ValidationRecord, ValidationRepository
-from acgs_db.devdb import DevCluster
+from acgs_db.tooling.devdb import DevCluster
 from acgs_db.writer import AuditWriter
 
 pytestmark = pytest.mark.faults

@@ -27,7 +27,7 @@ from acgs_db.records import ValidationRecord
 from acgs_db.repository import ValidationRepository
 from acgs_db.resources import load_sql
 from acgs_db.settings import Settings
-from acgs_db.synthetic import Workload, generate
+from acgs_db.tooling.synthetic import Workload, generate
 
 _LONG = 3600.0
 _BLOCK = 50

@@ -13,8 +13,8 @@ requested clients, threads (``--jobs``), duration and optional fixed rate (``--r
 it includes the schedule lag, as a request's time would. Percentiles are nearest-rank values
 of every successful transaction, not pgbench's averages.
 
-The scripts name the loader's tenants and decisions (:mod:`acgs_db.synthetic`), so the wrapper
-passes ``-D tenants=.. -D decisions=..`` learnt from the data through indexes, and refuses
+The scripts name the loader's tenants and decisions (:mod:`acgs_db.tooling.synthetic`), so the
+wrapper passes ``-D tenants=.. -D decisions=..`` learnt from the data through indexes, and refuses
 with one clear line a missing pgbench, an unmigrated database or an empty table.
 """
 

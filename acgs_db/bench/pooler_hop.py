@@ -18,8 +18,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from acgs_db.bench.pgbench import RunOptions, RunResult, prepare_run
-from acgs_db.pgbouncer import PgBouncer, find_pgbouncer
 from acgs_db.settings import Settings
+from acgs_db.tooling.pgbouncer import PgBouncer, find_pgbouncer
 from acgs_db.urls import password_of
 
 PROTOCOL = "extended"

@@ -49,9 +49,9 @@ from acgs_db.records import COPY_COLUMNS, Limits, ValidationRecord, copy_row
 from acgs_db.refresher import MetricsRefresher
 from acgs_db.repository import ValidationRepository
 from acgs_db.resources import load_sql
-from acgs_db.schema import sqlalchemy_url
 from acgs_db.settings import Settings
-from acgs_db.synthetic import Workload, generate
+from acgs_db.tooling.schema import sqlalchemy_url
+from acgs_db.tooling.synthetic import Workload, generate
 
 _LONG = 3600.0  # seconds: statements of a benchmark may run long
 

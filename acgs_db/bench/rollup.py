@@ -37,7 +37,7 @@ from acgs_db.pool import create_pool
 from acgs_db.repository import ValidationRepository
 from acgs_db.resources import load_sql
 from acgs_db.settings import Settings
-from acgs_db.synthetic import Workload, generate
+from acgs_db.tooling.synthetic import Workload, generate
 
 _LONG = 7200.0
 _CHUNK = 500_000

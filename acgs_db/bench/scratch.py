@@ -14,8 +14,8 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from acgs_db import schema
 from acgs_db.resources import load_sql
+from acgs_db.tooling import schema
 
 
 def url_for(url: str, database: str) -> str:

@@ -17,12 +17,12 @@ from urllib.parse import urlsplit
 
 from acgs_db.bench.pgbench import RunOptions, ScriptName, prepare_run
 from acgs_db.errors import ConfigurationError
-from acgs_db.loader import load
 from acgs_db.pool import create_pool
 from acgs_db.refresher import MetricsRefresher
 from acgs_db.resources import load_sql
 from acgs_db.settings import Settings
-from acgs_db.synthetic import Workload
+from acgs_db.tooling.loader import load
+from acgs_db.tooling.synthetic import Workload
 
 MAX_MINUTES = 60.0
 

@@ -27,7 +27,7 @@ branch_labels = None
 depends_on = None
 
 # Tables holding data that downgrade() drops: `acgs-db downgrade` refuses (without --yes)
-# while any of them holds rows (acgs_db.schema.downgrade_plan).
+# while any of them holds rows (acgs_db.tooling.schema.downgrade_plan).
 DROPS_ON_DOWNGRADE = ("ingest_batches",)
 
 

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from acgs_db.cli._common import app, run
-from acgs_db.cli._common import plain_errors as _plain_errors
-from acgs_db.cli._common import settings as _settings
-from acgs_db.devdb import database_url
 from acgs_db.errors import AcgsDbError
+from acgs_db.tooling.cli._common import app, run
+from acgs_db.tooling.cli._common import plain_errors as _plain_errors
+from acgs_db.tooling.cli._common import settings as _settings
+from acgs_db.tooling.devdb import database_url
 
 if TYPE_CHECKING:
     from acgs_db.records import TenantMetrics

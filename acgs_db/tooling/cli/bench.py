@@ -25,15 +25,15 @@ from rich.text import Text
 
 from acgs_db.bench.pgbench import ScriptName
 from acgs_db.bench.report import RUNS, Row, RunSpec
-from acgs_db.cli._common import app, console, friendly_errors, run
-from acgs_db.cli._common import settings as _settings
-from acgs_db.devdb import database_url
 from acgs_db.errors import ConfigurationError
 from acgs_db.settings import Settings
+from acgs_db.tooling.cli._common import app, console, friendly_errors, run
+from acgs_db.tooling.cli._common import settings as _settings
+from acgs_db.tooling.devdb import database_url
 
 if TYPE_CHECKING:
-    from acgs_db.loader import LoadResult
-    from acgs_db.synthetic import Workload
+    from acgs_db.tooling.loader import LoadResult
+    from acgs_db.tooling.synthetic import Workload
 
 bench = typer.Typer(
     help="Benchmarks: pgbench with the project's scripts, and the seed's targets.",
@@ -98,8 +98,8 @@ def load_command(
     Run `acgs-db migrate` first. Rows are appended; ids are the loader's deterministic names,
     which the pgbench scripts rely on.
     """
-    from acgs_db.loader import check_workload
-    from acgs_db.synthetic import Workload
+    from acgs_db.tooling.loader import check_workload
+    from acgs_db.tooling.synthetic import Workload
 
     workload = Workload(rows=rows, tenants=tenants, days=days, decisions=decisions, seed=seed)
     check_workload(workload, cache=cache)
@@ -134,8 +134,8 @@ async def _load(
     cache: bool,
     vacuum: bool,
 ) -> LoadResult:
-    from acgs_db.loader import load
     from acgs_db.pool import create_pool
+    from acgs_db.tooling.loader import load
 
     pool = await create_pool(url, settings=settings, min_size=1, max_size=2)
     try:

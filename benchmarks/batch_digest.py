@@ -4,7 +4,7 @@ the same synthetic records with and without batch_id, interleaved in one run, on
 ACGS_DATABASE_URL or the embedded cluster (ACGS_DEV_DIR). Also the Python side alone: checking
 the records into COPY rows, with and without digesting them.
 
-    .venv/bin/python scripts/bench-batch-digest [rows] [rounds]
+    .venv/bin/python benchmarks/batch_digest.py [rows] [rounds]
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from acgs_db import ValidationRepository, create_pool, schema
-from acgs_db.devdb import database_url
+from acgs_db import ValidationRepository, create_pool
 from acgs_db.digest import BatchDigest
 from acgs_db.records import Limits, row_checker
 from acgs_db.settings import Settings
-from acgs_db.synthetic import Workload, generate
+from acgs_db.tooling import schema
+from acgs_db.tooling.devdb import database_url
+from acgs_db.tooling.synthetic import Workload, generate
 
 
 async def main(rows: int, rounds: int) -> None:

@@ -1,12 +1,12 @@
 """Bulk loading of realistic synthetic validations, for benchmarks and plan checks.
 
-:func:`load` streams :func:`acgs_db.synthetic.generate` through the repository's binary COPY
+:func:`load` streams :func:`acgs_db.tooling.synthetic.generate` through the repository's binary COPY
 (``bulk_insert``), committing every ``commit_every`` rows so that a long load is not one giant
 transaction and an interrupted one keeps what it committed. It then fills the decision cache
 with one fresh entry per tenant and decision (one set-based statement), runs
 ``VACUUM (ANALYZE)`` (or a plain ``ANALYZE``) so that the planner sees the real data and
 index-only scans need no heap visit, and refreshes the 24-hour metrics view. Every id follows
-:mod:`acgs_db.synthetic`, so benchmark scripts can name existing tenants and decisions.
+:mod:`acgs_db.tooling.synthetic`, so benchmark scripts can name existing tenants and decisions.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from acgs_db.refresher import MetricsRefresher
 from acgs_db.repository import ValidationRepository
 from acgs_db.resources import load_sql
 from acgs_db.settings import Settings
-from acgs_db.synthetic import Workload, generate
+from acgs_db.tooling.synthetic import Workload, generate
 
 DEFAULT_COMMIT_EVERY = 200_000
 """Rows per COPY transaction: big enough to cost nothing measurable, small enough to keep WAL

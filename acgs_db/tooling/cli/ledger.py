@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from acgs_db import ledger
-from acgs_db.cli._common import app, plain_errors
-from acgs_db.cli._common import settings as _settings
-from acgs_db.devdb import database_url
+from acgs_db.tooling.cli._common import app, plain_errors
+from acgs_db.tooling.cli._common import settings as _settings
+from acgs_db.tooling.devdb import database_url
 
 ledger_app = typer.Typer(
     help="Tamper-evident ledger: seal entries into chained blocks, print the digest, verify.",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from acgs_db.cli import (  # noqa: F401  (they register commands)
+from acgs_db.tooling.cli import (  # noqa: F401  (they register commands)
     bench,
     ledger,
     main_job,
@@ -10,7 +10,7 @@ from acgs_db.cli import (  # noqa: F401  (they register commands)
     operations,
     tenants,
 )
-from acgs_db.cli._common import app
+from acgs_db.tooling.cli._common import app
 
 
 def main() -> None:

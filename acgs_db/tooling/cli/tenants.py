@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 
 from acgs_db import tenants
-from acgs_db.cli._common import app, plain_errors
-from acgs_db.cli._common import settings as _settings
-from acgs_db.devdb import database_url
+from acgs_db.tooling.cli._common import app, plain_errors
+from acgs_db.tooling.cli._common import settings as _settings
+from acgs_db.tooling.devdb import database_url
 
 tenant_login = typer.Typer(
     help="Bind login roles to tenants: row-level security then shows each only its tenant.",

@@ -18,13 +18,13 @@ import typer
 
 from acgs_db import partitions
 from acgs_db import schedule as cron
-from acgs_db.cli._common import app, run
-from acgs_db.cli._common import one_line as _one_line
-from acgs_db.cli._common import plain_errors as _plain_errors
-from acgs_db.cli._common import settings as _settings
 from acgs_db.constants import METRICS_VIEW
-from acgs_db.devdb import database_url
 from acgs_db.errors import ConfigurationError
+from acgs_db.tooling.cli._common import app, run
+from acgs_db.tooling.cli._common import one_line as _one_line
+from acgs_db.tooling.cli._common import plain_errors as _plain_errors
+from acgs_db.tooling.cli._common import settings as _settings
+from acgs_db.tooling.devdb import database_url
 
 if TYPE_CHECKING:
     from acgs_db.ingest import RecoveryReport

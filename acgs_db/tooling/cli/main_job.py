@@ -8,11 +8,11 @@ import typer
 from rich.table import Table
 from sqlalchemy.exc import DBAPIError
 
-from acgs_db import schema
-from acgs_db.cli._common import app, console, err, friendly_errors, run
-from acgs_db.cli._common import settings as _settings
-from acgs_db.devdb import DevCluster, database_url
 from acgs_db.settings import Settings
+from acgs_db.tooling import schema
+from acgs_db.tooling.cli._common import app, console, err, friendly_errors, run
+from acgs_db.tooling.cli._common import settings as _settings
+from acgs_db.tooling.devdb import DevCluster, database_url
 from acgs_db.urls import redact_url
 
 dev_db = typer.Typer(
@@ -134,7 +134,7 @@ async def _demo(url: str, settings: Settings, rows: int, tenants: int) -> None:
     from acgs_db.pool import create_pool
     from acgs_db.refresher import MetricsRefresher
     from acgs_db.repository import ValidationRepository
-    from acgs_db.synthetic import Workload, decision_name, generate, tenant_name
+    from acgs_db.tooling.synthetic import Workload, decision_name, generate, tenant_name
 
     pool = await create_pool(url, settings=settings, min_size=1, max_size=4)
     try:

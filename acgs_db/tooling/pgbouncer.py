@@ -26,8 +26,8 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
-from acgs_db.devdb import RUN_AS, free_port
 from acgs_db.errors import ConfigurationError
+from acgs_db.tooling.devdb import RUN_AS, free_port
 from acgs_db.urls import password_of
 
 POOL_MODES = ("session", "transaction")
