@@ -14,9 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
-
-import asyncpg
+from typing import TYPE_CHECKING, Any
 
 from acgs_db.errors import ConfigurationError, SchemaNotReadyError
 from acgs_db.refresher import MetricsRefresher
@@ -25,6 +23,9 @@ from acgs_db.resources import load_sql
 from acgs_db.schema import CONSTITUTIONAL_HASH
 from acgs_db.settings import Settings
 from acgs_db.synthetic import Workload, generate
+
+if TYPE_CHECKING:
+    from acgs_db.pool import Pool
 
 DEFAULT_COMMIT_EVERY = 200_000
 """Rows per COPY transaction: big enough to cost nothing measurable, small enough to keep WAL
@@ -116,12 +117,12 @@ def counted(
         on_rows(pending)
 
 
-async def schema_ready(pool: asyncpg.Pool) -> bool:
+async def schema_ready(pool: Pool) -> bool:
     """True when the audit store's tables exist (the database was migrated)."""
     return bool(await pool.fetchval(load_sql("bench/schema_ready")))
 
 
-async def fill_cache(pool: asyncpg.Pool, tenants: int, decisions: int) -> int:
+async def fill_cache(pool: Pool, tenants: int, decisions: int) -> int:
     """One fresh decision-cache entry per tenant and decision; return how many were written."""
     status = await pool.execute(
         load_sql("bench/fill_cache"), tenants, decisions, CONSTITUTIONAL_HASH, timeout=_NO_TIMEOUT
@@ -130,7 +131,7 @@ async def fill_cache(pool: asyncpg.Pool, tenants: int, decisions: int) -> int:
 
 
 async def load(
-    pool: asyncpg.Pool,
+    pool: Pool,
     workload: Workload,
     *,
     settings: Settings | None = None,

@@ -7,16 +7,22 @@ import contextlib
 import functools
 import json
 from collections.abc import Generator
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 import orjson
+from asyncpg.pool import PoolConnectionProxy
 
 from acgs_db.devdb import database_url
 from acgs_db.pooler import checked_schema
 from acgs_db.records import JsonDocument
 from acgs_db.settings import Settings
 from acgs_db.timeouts import milliseconds
+
+PooledConnection: TypeAlias = PoolConnectionProxy
+"""A connection :class:`Pool` lends: asyncpg's proxy of a connection of its pool."""
+AnyConnection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+"""A lent connection, or one opened directly (``asyncpg.connect``)."""
 
 # Server-side TCP keepalives from the seed: a dead client is noticed within about 11 minutes.
 KEEPALIVES = {
@@ -147,7 +153,7 @@ class Pool:
     def __init__(self, pool: asyncpg.Pool, size: int, *, reuse: bool = True) -> None:
         self._pool = pool
         self._reuse = reuse
-        self._slots: asyncio.LifoQueue[asyncpg.Connection | None] = asyncio.LifoQueue()
+        self._slots: asyncio.LifoQueue[PooledConnection | None] = asyncio.LifoQueue()
         for _ in range(size):
             self._slots.put_nowait(None)
 
@@ -158,7 +164,7 @@ class Pool:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._pool, name)
 
-    async def _lend(self) -> asyncpg.Connection:
+    async def _lend(self) -> PooledConnection:
         conn = await self._slots.get()
         try:
             if conn is not None:
@@ -170,7 +176,7 @@ class Pool:
             self._slots.put_nowait(None)
             raise
 
-    async def _return(self, conn: asyncpg.Connection, healthy: bool) -> None:
+    async def _return(self, conn: PooledConnection, healthy: bool) -> None:
         """Back into its slot; to asyncpg's pool (reset or replaced) when it may be unwell."""
         if healthy and self._reuse and _usable(conn) and not conn.is_in_transaction():
             self._slots.put_nowait(conn)
@@ -180,7 +186,7 @@ class Pool:
         finally:
             self._slots.put_nowait(None)
 
-    async def _discard(self, conn: asyncpg.Connection) -> None:
+    async def _discard(self, conn: PooledConnection) -> None:
         """Hand a connection back to asyncpg's pool, which resets or replaces it. A connection
         lost with its server was already taken back by asyncpg (its proxy is detached)."""
         with contextlib.suppress(asyncpg.InterfaceError):
@@ -203,7 +209,7 @@ class Pool:
         return await self._call("fetch", query, args, kwargs)  # type: ignore[no-any-return]
 
     async def fetchrow(self, query: str, *args: Any, **kwargs: Any) -> asyncpg.Record | None:
-        return await self._call("fetchrow", query, args, kwargs)
+        return await self._call("fetchrow", query, args, kwargs)  # type: ignore[no-any-return]
 
     async def fetchval(self, query: str, *args: Any, **kwargs: Any) -> Any:
         return await self._call("fetchval", query, args, kwargs)
@@ -216,7 +222,7 @@ class Pool:
         :meth:`release`), as with asyncpg's pool."""
         return _Checkout(self)
 
-    async def release(self, conn: asyncpg.Connection) -> None:
+    async def release(self, conn: PooledConnection) -> None:
         """Give back a connection from ``await acquire()``; an open transaction is rolled back
         by asyncpg's pool."""
         await self._return(conn, healthy=True)
@@ -229,7 +235,7 @@ class Pool:
         await self._pool.close()
 
 
-def _usable(conn: asyncpg.Connection) -> bool:
+def _usable(conn: PooledConnection) -> bool:
     """Open, and still ours: asyncpg detaches the proxy of a connection it took back."""
     try:
         return not conn.is_closed()
@@ -240,12 +246,12 @@ def _usable(conn: asyncpg.Connection) -> bool:
 class _Checkout:
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
-        self._conn: asyncpg.Connection | None = None
+        self._conn: PooledConnection | None = None
 
-    def __await__(self) -> Generator[Any, None, asyncpg.Connection]:
+    def __await__(self) -> Generator[Any, None, PooledConnection]:
         return self._pool._lend().__await__()
 
-    async def __aenter__(self) -> asyncpg.Connection:
+    async def __aenter__(self) -> PooledConnection:
         self._conn = await self._pool._lend()
         return self._conn
 

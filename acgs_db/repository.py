@@ -45,6 +45,7 @@ from acgs_db.writer import (
 
 if TYPE_CHECKING:
     from acgs_db.metrics import Metrics
+    from acgs_db.pool import Pool
 
 HISTORY_LIMIT_MAX = 1000
 _METRICS_FIELDS = tuple(f.name for f in fields(TenantMetrics) if f.name not in ("source", "as_of"))
@@ -62,7 +63,7 @@ class ValidationRepository:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: Pool,
         settings: Settings | None = None,
         *,
         metrics: Metrics | None = None,
@@ -83,7 +84,7 @@ class ValidationRepository:
         self._bound: str | None = None
 
     @property
-    def pool(self) -> asyncpg.Pool:
+    def pool(self) -> Pool:
         return self._pool
 
     async def _run(self, method: str, name: str, *args: Any, tenant: str | None = None) -> Any:

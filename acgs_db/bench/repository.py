@@ -43,7 +43,7 @@ from acgs_db import tenants
 from acgs_db.bench.pgbench import Percentiles, RunOptions, ScriptName
 from acgs_db.bench.pgbench import run as run_pgbench
 from acgs_db.bench.scratch import scratch_database, url_as
-from acgs_db.pool import create_pool, init_connection
+from acgs_db.pool import AnyConnection, create_pool, init_connection
 from acgs_db.records import COPY_COLUMNS, Limits, ValidationRecord, copy_row
 from acgs_db.refresher import MetricsRefresher
 from acgs_db.repository import ValidationRepository
@@ -96,7 +96,7 @@ def _raw_tuples(records: Sequence[ValidationRecord], limits: Limits) -> list[tup
     return rows
 
 
-async def _reset(conn: asyncpg.Connection) -> None:
+async def _reset(conn: AnyConnection) -> None:
     await conn.execute(load_sql("bench/empty_tables"), timeout=_LONG)
     await conn.execute(load_sql("bench/checkpoint"), timeout=_LONG)
 
@@ -263,7 +263,7 @@ async def bench_reads(url: str, options: Options, settings: Settings) -> dict[st
             tenant, decision = pick()
             return await repo.history(tenant, decision)
 
-        def raw_history(conn: asyncpg.Connection) -> Callable[[], Awaitable[Any]]:
+        def raw_history(conn: AnyConnection) -> Callable[[], Awaitable[Any]]:
             async def call() -> Any:
                 tenant, decision = pick()
                 return await conn.fetch(history_sql, tenant, decision, CONSTITUTIONAL_HASH, 10)

@@ -28,12 +28,11 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 from psycopg import sql
 
 from acgs_db.bench.pgbench import Percentiles
 from acgs_db.bench.scratch import scratch_database
-from acgs_db.pool import create_pool
+from acgs_db.pool import AnyConnection, create_pool
 from acgs_db.repository import ValidationRepository
 from acgs_db.resources import load_sql
 from acgs_db.settings import Settings
@@ -77,7 +76,7 @@ async def _timed(call: Callable[[], Awaitable[Any]]) -> float:
 
 
 async def generate_rows(
-    conn: asyncpg.Connection,
+    conn: AnyConnection,
     rows: int,
     start: datetime,
     end: datetime,
@@ -104,13 +103,13 @@ async def generate_rows(
     return time.perf_counter() - started
 
 
-async def _seed_recompute(conn: asyncpg.Connection) -> float:
+async def _seed_recompute(conn: AnyConnection) -> float:
     """Seconds to evaluate the seed's definition on the raw rows (the full recompute)."""
     query = sql.SQL("SELECT count(*) FROM ({}) AS seed").format(_seed()).as_string(None)
     return await _timed(lambda: conn.fetchval(query, timeout=_LONG))
 
 
-async def _exact(conn: asyncpg.Connection) -> bool:
+async def _exact(conn: AnyConnection) -> bool:
     """Refresh, then compare the view with the seed's SQL both ways in the same transaction."""
     view = sql.SQL("SELECT {} FROM tenant_constitutional_metrics_24h").format(_VIEW_COLUMNS)
     differences = []
@@ -122,7 +121,7 @@ async def _exact(conn: asyncpg.Connection) -> bool:
     return differences == [0, 0]
 
 
-async def _refresh(conn: asyncpg.Connection) -> float:
+async def _refresh(conn: AnyConnection) -> float:
     return await _timed(lambda: conn.fetchval("SELECT refresh_tenant_metrics_24h()", timeout=_LONG))
 
 
