@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import functools
 import json
-from collections.abc import Generator
-from typing import Any, TypeAlias
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
 import orjson
@@ -23,6 +23,7 @@ PooledConnection: TypeAlias = PoolConnectionProxy
 """A connection :class:`Pool` lends: asyncpg's proxy of a connection of its pool."""
 AnyConnection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 """A lent connection, or one opened directly (``asyncpg.connect``)."""
+T = TypeVar("T")
 
 # Server-side TCP keepalives from the seed: a dead client is noticed within about 11 minutes.
 KEEPALIVES = {
@@ -147,7 +148,8 @@ class Pool:
     calls: change it only with ``SET LOCAL``/``set_config(..., true)``, or set
     ``ACGS_POOL_RESET=on`` to use asyncpg's checkout and reset for every call.
 
-    Everything else (``close``, ``terminate``, ``get_size``...) is asyncpg's pool's.
+    Anything else of asyncpg's pool (``get_size``, ``expire_connections``...) is reached
+    through :attr:`asyncpg_pool`.
     """
 
     def __init__(self, pool: asyncpg.Pool, size: int, *, reuse: bool = True) -> None:
@@ -160,9 +162,6 @@ class Pool:
     @property
     def asyncpg_pool(self) -> asyncpg.Pool:
         return self._pool
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._pool, name)
 
     async def _lend(self) -> PooledConnection:
         conn = await self._slots.get()
@@ -192,11 +191,13 @@ class Pool:
         with contextlib.suppress(asyncpg.InterfaceError):
             await self._pool.release(conn)
 
-    async def _call(self, method: str, query: str, args: tuple[Any, ...], kwargs: Any) -> Any:
+    async def _call(self, run: Callable[[PooledConnection], Awaitable[T]]) -> T:
+        """``run`` on a lent connection, given back healthy unless ``run`` failed other than
+        by a server error."""
         conn = await self._lend()
         healthy = False
         try:
-            result = await getattr(conn, method)(query, *args, **kwargs)
+            result = await run(conn)
             healthy = True
             return result
         except asyncpg.PostgresError:
@@ -205,17 +206,26 @@ class Pool:
         finally:
             await self._return(conn, healthy)
 
-    async def fetch(self, query: str, *args: Any, **kwargs: Any) -> list[asyncpg.Record]:
-        return await self._call("fetch", query, args, kwargs)  # type: ignore[no-any-return]
+    async def fetch(
+        self, query: str, *args: object, timeout: float | None = None
+    ) -> list[asyncpg.Record]:
+        return await self._call(lambda conn: conn.fetch(query, *args, timeout=timeout))
 
-    async def fetchrow(self, query: str, *args: Any, **kwargs: Any) -> asyncpg.Record | None:
-        return await self._call("fetchrow", query, args, kwargs)  # type: ignore[no-any-return]
+    async def fetchrow(
+        self, query: str, *args: object, timeout: float | None = None
+    ) -> asyncpg.Record | None:
+        return await self._call(lambda conn: conn.fetchrow(query, *args, timeout=timeout))
 
-    async def fetchval(self, query: str, *args: Any, **kwargs: Any) -> Any:
-        return await self._call("fetchval", query, args, kwargs)
+    async def fetchval(
+        self, query: str, *args: object, column: int = 0, timeout: float | None = None
+    ) -> Any:
+        """The value of ``column`` in the first row (None without rows): any SQL type."""
+        return await self._call(
+            lambda conn: conn.fetchval(query, *args, column=column, timeout=timeout)
+        )
 
-    async def execute(self, query: str, *args: Any, **kwargs: Any) -> str:
-        return await self._call("execute", query, args, kwargs)  # type: ignore[no-any-return]
+    async def execute(self, query: str, *args: object, timeout: float | None = None) -> str:
+        return await self._call(lambda conn: conn.execute(query, *args, timeout=timeout))
 
     def acquire(self) -> _Checkout:
         """``async with pool.acquire() as conn`` or ``conn = await pool.acquire()`` (then
@@ -233,6 +243,10 @@ class Pool:
             if conn is not None:
                 await self._discard(conn)
         await self._pool.close()
+
+    def terminate(self) -> None:
+        """Close every connection at once, without waiting (asyncpg's ``terminate``)."""
+        self._pool.terminate()
 
 
 def _usable(conn: PooledConnection) -> bool:
