@@ -116,14 +116,43 @@ def pool_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-async def create_pool(
+def create_pool(
     dsn: str | None = None, *, settings: Settings | None = None, **options: Any
-) -> Pool:
-    """Open a pool on ``dsn`` (default ``ACGS_DATABASE_URL``, else the embedded cluster).
+) -> PoolOpening:
+    """Open a pool on ``dsn`` (default ``ACGS_DATABASE_URL``, else the embedded cluster):
+    ``pool = await create_pool()`` (then ``await pool.close()``), or
+    ``async with create_pool() as pool:``, which closes it on the way out.
 
     ``options`` override any :func:`asyncpg.create_pool` argument; ``server_settings`` are
     merged with the defaults rather than replacing them.
     """
+    return PoolOpening(dsn, settings, options)
+
+
+class PoolOpening:
+    """What :func:`create_pool` returns: awaited, the open :class:`Pool`; used with
+    ``async with``, the pool for the block, closed when it ends (as asyncpg's own pool)."""
+
+    def __init__(self, dsn: str | None, settings: Settings | None, options: dict[str, Any]):
+        self._dsn = dsn
+        self._settings = settings
+        self._options = options
+        self._pool: Pool | None = None
+
+    def __await__(self) -> Generator[Any, None, Pool]:
+        return _open_pool(self._dsn, self._settings, dict(self._options)).__await__()
+
+    async def __aenter__(self) -> Pool:
+        self._pool = await self
+        return self._pool
+
+    async def __aexit__(self, *_: object) -> None:
+        pool, self._pool = self._pool, None
+        assert pool is not None
+        await pool.close()
+
+
+async def _open_pool(dsn: str | None, settings: Settings | None, options: dict[str, Any]) -> Pool:
     settings = settings or Settings.from_env()
     if dsn is None:
         dsn = await asyncio.to_thread(database_url, settings)
@@ -148,8 +177,8 @@ class Pool:
     calls: change it only with ``SET LOCAL``/``set_config(..., true)``, or set
     ``ACGS_POOL_RESET=on`` to use asyncpg's checkout and reset for every call.
 
-    Anything else of asyncpg's pool (``get_size``, ``expire_connections``...) is reached
-    through :attr:`asyncpg_pool`.
+    ``async with pool:`` closes it when the block ends. Anything else of asyncpg's pool
+    (``get_size``, ``expire_connections``...) is reached through :attr:`asyncpg_pool`.
     """
 
     def __init__(self, pool: asyncpg.Pool, size: int, *, reuse: bool = True) -> None:
@@ -243,6 +272,12 @@ class Pool:
             if conn is not None:
                 await self._discard(conn)
         await self._pool.close()
+
+    async def __aenter__(self) -> Pool:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
 
     def terminate(self) -> None:
         """Close every connection at once, without waiting (asyncpg's ``terminate``)."""
