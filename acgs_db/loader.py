@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from acgs_db.errors import ConfigurationError, SchemaNotReadyError
 from acgs_db.refresher import MetricsRefresher
@@ -26,6 +26,7 @@ from acgs_db.synthetic import Workload, generate
 
 if TYPE_CHECKING:
     from acgs_db.pool import Pool
+    from acgs_db.records import ValidationRecord
 
 DEFAULT_COMMIT_EVERY = 200_000
 """Rows per COPY transaction: big enough to cost nothing measurable, small enough to keep WAL
@@ -102,9 +103,12 @@ def check_workload(workload: Workload, *, cache: bool = True) -> None:
         )
 
 
+T = TypeVar("T")
+
+
 def counted(
-    records: Iterable[Any], on_rows: Callable[[int], None], every: int = PROGRESS_EVERY
-) -> Iterator[Any]:
+    records: Iterable[T], on_rows: Callable[[int], None], every: int = PROGRESS_EVERY
+) -> Iterator[T]:
     """Yield ``records`` unchanged, calling ``on_rows(n)`` every ``every`` items and at the end."""
     pending = 0
     for record in records:
@@ -157,7 +161,7 @@ async def load(
         if on_phase is not None:
             on_phase(name)
 
-    records: Iterable[Any] = generate(workload)
+    records: Iterable[ValidationRecord] = generate(workload)
     if on_rows is not None:
         records = counted(records, on_rows)
     repo = ValidationRepository(pool, settings)

@@ -7,7 +7,7 @@ import contextlib
 import functools
 import json
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Protocol, TypeAlias, TypedDict, TypeVar, Unpack
 
 import asyncpg
 import orjson
@@ -77,7 +77,28 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
-def pool_options(settings: Settings) -> dict[str, Any]:
+class _InitConnection(Protocol):
+    """What asyncpg runs on each new connection (``init``)."""
+
+    async def __call__(self, conn: asyncpg.Connection, /) -> None: ...
+
+
+class PoolOptions(TypedDict, total=False):
+    """Arguments of :func:`asyncpg.create_pool` that :func:`pool_options` derives from the
+    settings, or that a caller of :func:`create_pool` may give."""
+
+    min_size: int
+    max_size: int
+    max_queries: int
+    max_inactive_connection_lifetime: float
+    command_timeout: float | None
+    statement_cache_size: int
+    server_settings: dict[str, str]
+    init: _InitConnection
+    timeout: float
+
+
+def pool_options(settings: Settings) -> PoolOptions:
     """Keyword arguments of :func:`asyncpg.create_pool` derived from the settings.
 
     Behind PgBouncer (``ACGS_POOLER``), only ``application_name`` is sent at startup: PgBouncer
@@ -117,13 +138,13 @@ def pool_options(settings: Settings) -> dict[str, Any]:
 
 
 def create_pool(
-    dsn: str | None = None, *, settings: Settings | None = None, **options: Any
+    dsn: str | None = None, *, settings: Settings | None = None, **options: Unpack[PoolOptions]
 ) -> PoolOpening:
     """Open a pool on ``dsn`` (default ``ACGS_DATABASE_URL``, else the embedded cluster):
     ``pool = await create_pool()`` (then ``await pool.close()``), or
     ``async with create_pool() as pool:``, which closes it on the way out.
 
-    ``options`` override any :func:`asyncpg.create_pool` argument; ``server_settings`` are
+    ``options`` override :func:`asyncpg.create_pool`'s arguments; ``server_settings`` are
     merged with the defaults rather than replacing them.
     """
     return PoolOpening(dsn, settings, options)
@@ -133,14 +154,14 @@ class PoolOpening:
     """What :func:`create_pool` returns: awaited, the open :class:`Pool`; used with
     ``async with``, the pool for the block, closed when it ends (as asyncpg's own pool)."""
 
-    def __init__(self, dsn: str | None, settings: Settings | None, options: dict[str, Any]):
+    def __init__(self, dsn: str | None, settings: Settings | None, options: PoolOptions):
         self._dsn = dsn
         self._settings = settings
         self._options = options
         self._pool: Pool | None = None
 
     def __await__(self) -> Generator[Any, None, Pool]:
-        return _open_pool(self._dsn, self._settings, dict(self._options)).__await__()
+        return _open_pool(self._dsn, self._settings, self._options).__await__()
 
     async def __aenter__(self) -> Pool:
         self._pool = await self
@@ -152,14 +173,14 @@ class PoolOpening:
         await pool.close()
 
 
-async def _open_pool(dsn: str | None, settings: Settings | None, options: dict[str, Any]) -> Pool:
+async def _open_pool(dsn: str | None, settings: Settings | None, options: PoolOptions) -> Pool:
     settings = settings or Settings.from_env()
     if dsn is None:
         dsn = await asyncio.to_thread(database_url, settings)
     kwargs = pool_options(settings)
-    extra_server_settings = options.pop("server_settings", None) or {}
-    kwargs["server_settings"] = {**kwargs["server_settings"], **extra_server_settings}
+    server_settings = {**kwargs["server_settings"], **(options.get("server_settings") or {})}
     kwargs.update(options)
+    kwargs["server_settings"] = server_settings
     pool = await asyncpg.create_pool(dsn, **kwargs)
     assert pool is not None
     return Pool(pool, kwargs["max_size"], reuse=not settings.pool_reset)

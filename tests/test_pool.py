@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from acgs_db.pool import create_pool
+from acgs_db.pool import PoolOpening, create_pool
 from acgs_db.settings import Settings
 
 
@@ -96,8 +96,13 @@ async def test_async_with_create_pool_closes_the_pool_when_the_block_ends(
     database_url: str,
 ) -> None:
     name = "acgs_pool_block"
-    options = {"min_size": 2, "max_size": 2, "server_settings": {"application_name": name}}
-    async with create_pool(database_url, **options) as pool:
+
+    def opening() -> PoolOpening:
+        return create_pool(
+            database_url, min_size=2, max_size=2, server_settings={"application_name": name}
+        )
+
+    async with opening() as pool:
         assert await pool.fetchval("SHOW application_name") == name
         assert await pool.fetchval("SELECT current_schema()") == "public"  # defaults kept
         assert await _sessions(database_url, name) == 2
@@ -105,13 +110,13 @@ async def test_async_with_create_pool_closes_the_pool_when_the_block_ends(
     assert await _sessions(database_url, name, until=0) == 0
 
     with pytest.raises(asyncpg.DivisionByZeroError):
-        async with create_pool(database_url, **options) as pool:
+        async with opening() as pool:
             assert await _sessions(database_url, name) == 2
             await pool.fetchval("SELECT 1 / 0")
     assert pool.asyncpg_pool.is_closing()
     assert await _sessions(database_url, name, until=0) == 0
 
-    async with await create_pool(database_url, **options) as pool:  # an open pool, too
+    async with await opening() as pool:  # an open pool, too
         assert await pool.fetchval("SELECT 41 + 1") == 42
         assert await _sessions(database_url, name) == 2
     assert pool.asyncpg_pool.is_closing()

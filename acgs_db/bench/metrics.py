@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -97,7 +98,7 @@ async def _tail_rows(
         )
 
 
-async def _micros(call: Any) -> int:
+async def _micros(call: Callable[..., Awaitable[object]]) -> int:
     started = time.perf_counter_ns()
     await call()
     return (time.perf_counter_ns() - started) // 1000

@@ -215,7 +215,7 @@ def bench_memory(url: str, rows: int) -> dict[str, Any]:
 # -- reads ----------------------------------------------------------------------------------
 
 
-async def _latencies(call: Callable[[], Awaitable[Any]], calls: int) -> Percentiles:
+async def _latencies(call: Callable[[], Awaitable[object]], calls: int) -> Percentiles:
     micros = []
     for _ in range(calls):
         started = time.perf_counter_ns()
@@ -226,12 +226,12 @@ async def _latencies(call: Callable[[], Awaitable[Any]], calls: int) -> Percenti
     return result
 
 
-async def _qps(calls: Sequence[Callable[[], Awaitable[Any]]], seconds: float) -> float:
+async def _qps(calls: Sequence[Callable[[], Awaitable[object]]], seconds: float) -> float:
     """Calls per second of concurrent workers, one per callable, for ``seconds``."""
     done = 0
     deadline = time.perf_counter() + seconds
 
-    async def worker(call: Callable[[], Awaitable[Any]]) -> None:
+    async def worker(call: Callable[[], Awaitable[object]]) -> None:
         nonlocal done
         while time.perf_counter() < deadline:
             await call()
@@ -259,12 +259,12 @@ async def bench_reads(url: str, options: Options, settings: Settings) -> dict[st
         def pick() -> tuple[str, str]:
             return pairs[rng.randrange(len(pairs))]
 
-        async def repo_history() -> Any:
+        async def repo_history() -> object:
             tenant, decision = pick()
             return await repo.history(tenant, decision)
 
-        def raw_history(conn: AnyConnection) -> Callable[[], Awaitable[Any]]:
-            async def call() -> Any:
+        def raw_history(conn: AnyConnection) -> Callable[[], Awaitable[object]]:
+            async def call() -> object:
                 tenant, decision = pick()
                 return await conn.fetch(history_sql, tenant, decision, CONSTITUTIONAL_HASH, 10)
 
@@ -276,15 +276,15 @@ async def bench_reads(url: str, options: Options, settings: Settings) -> dict[st
         try:
             single = ValidationRepository(one_pool, settings)
 
-            async def single_history() -> Any:
+            async def single_history() -> object:
                 tenant, decision = pick()
                 return await single.history(tenant, decision)
 
-            async def single_raw() -> Any:
+            async def single_raw() -> object:
                 tenant, decision = pick()
                 return await one.fetch(history_sql, tenant, decision, CONSTITUTIONAL_HASH, 10)
 
-            async def single_metrics() -> Any:
+            async def single_metrics() -> object:
                 return await single.tenant_metrics(pick()[0])
 
             await _latencies(single_history, 500)  # warm caches and prepared statements
@@ -368,11 +368,11 @@ async def _rls_cost(
             scoped = ValidationRepository(scoped_pool, settings, tenant_scoped=True)
             rng = random.Random(11)
 
-            async def plain_call() -> Any:
+            async def plain_call() -> object:
                 tenant, decision = pairs[rng.randrange(len(pairs))]
                 return await plain.history(tenant, decision)
 
-            async def scoped_call() -> Any:
+            async def scoped_call() -> object:
                 tenant, decision = pairs[rng.randrange(len(pairs))]
                 return await scoped.history(tenant, decision)
 

@@ -69,7 +69,7 @@ def _seed() -> sql.Composable:
     return sql.SQL(load_sql("schema/seed_metrics_24h"))
 
 
-async def _timed(call: Callable[[], Awaitable[Any]]) -> float:
+async def _timed(call: Callable[[], Awaitable[object]]) -> float:
     started = time.perf_counter()
     await call()
     return time.perf_counter() - started

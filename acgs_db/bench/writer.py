@@ -61,7 +61,7 @@ class _Run:
 
 
 async def _drive(
-    call: Callable[[ValidationRecord], Awaitable[Any]],
+    call: Callable[[ValidationRecord], Awaitable[object]],
     records: Sequence[ValidationRecord],
     producers: int,
     rate: float | None,
