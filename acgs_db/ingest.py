@@ -38,7 +38,7 @@ from collections.abc import (
 )
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
@@ -55,6 +55,9 @@ from acgs_db.records import COPY_COLUMNS, Limits, ValidationRecord, check_text, 
 from acgs_db.resources import load_sql
 from acgs_db.timeouts import milliseconds, set_statement_timeout
 
+if TYPE_CHECKING:
+    from acgs_db.pool import Pool, PooledConnection
+
 Records = Iterable[ValidationRecord] | AsyncIterable[ValidationRecord]
 Row = tuple[Any, ...]
 T = TypeVar("T")
@@ -69,6 +72,12 @@ _SERVER_ERRORS = (
     asyncpg.InternalClientError,  # a connection used while it reads the server's last words
     OSError,
 )
+
+
+def _one(row: asyncpg.Record | None) -> asyncpg.Record:
+    """The row of a statement that always returns exactly one."""
+    assert row is not None
+    return row
 
 
 def _gid_statement(verb: str, gid: str) -> str:
@@ -135,7 +144,7 @@ class Ingest:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: Pool,
         limits: Limits,
         copy_timeout: float | None,
         *,
@@ -273,7 +282,7 @@ class Ingest:
 
     async def _copy_transaction(
         self,
-        conn: asyncpg.Connection,
+        conn: PooledConnection,
         numbered: Numbered,
         *,
         limit: int | None = None,
@@ -285,8 +294,8 @@ class Ingest:
         digest = BatchDigest() if batch_id is not None else None
         try:
             async with conn.transaction():
-                now, staged, _ = await conn.fetchrow(
-                    load_sql("queries/copy_start"), milliseconds(self._timeout)
+                now, staged, _ = _one(
+                    await conn.fetchrow(load_sql("queries/copy_start"), milliseconds(self._timeout))
                 )
                 if batch_id is not None:
                     claimed = await conn.fetchval(
@@ -308,7 +317,7 @@ class Ingest:
         return counter[0]
 
     async def _copy_into(
-        self, conn: asyncpg.Connection, rows: Iterable[Row] | AsyncIterator[Row], *, staged: bool
+        self, conn: PooledConnection, rows: Iterable[Row] | AsyncIterator[Row], *, staged: bool
     ) -> None:
         """COPY the rows into the table, or, when row-level security applies to this role
         (PostgreSQL refuses COPY FROM then), into the session's staging table and from there
@@ -356,7 +365,7 @@ class Ingest:
         token = uuid.uuid4()
         batch = batch_id or str(token)
         digest = BatchDigest() if batch_id is not None else None
-        conns: list[asyncpg.Connection] = []
+        conns: list[PooledConnection] = []
         # Gids whose PREPARE TRANSACTION was sent: a cancelled or failed one may have been
         # prepared all the same, so an abandoned batch rolls back every one of them.
         prepared: list[str] = []
@@ -373,8 +382,8 @@ class Ingest:
                 await conn.execute("BEGIN")
                 if part:  # part 0's bound comes with copy_start
                     await set_statement_timeout(conn, self._timeout)
-            now, staged, _ = await conns[0].fetchrow(
-                load_sql("queries/copy_start"), milliseconds(self._timeout)
+            now, staged, _ = _one(
+                await conns[0].fetchrow(load_sql("queries/copy_start"), milliseconds(self._timeout))
             )
             if staged:
                 raise ConfigurationError(
@@ -417,7 +426,7 @@ class Ingest:
 
     async def _finish(
         self,
-        conns: list[asyncpg.Connection],
+        conns: list[PooledConnection],
         prepared: list[str],
         token: uuid.UUID,
         batch: str,
@@ -457,7 +466,7 @@ class Ingest:
     async def _deal(
         self,
         numbered: Numbered,
-        conns: list[asyncpg.Connection],
+        conns: list[PooledConnection],
         now: datetime,
         chunk_rows: int,
         tenant: str | None,
@@ -500,7 +509,7 @@ class Ingest:
             raise (bad or group_error).exceptions[0] from None
         return fed.result()
 
-    async def _abandon(self, conns: list[asyncpg.Connection], prepared: list[str]) -> None:
+    async def _abandon(self, conns: list[PooledConnection], prepared: list[str]) -> None:
         """Roll back each connection's open transaction and then the given prepared parts
         (an undecided batch); hand every connection back (terminating those left in an
         unknown state).
@@ -508,7 +517,7 @@ class Ingest:
         The ROLLBACK is sent whatever the connection's state: asyncpg sends it only once a
         cancelled statement has ended on the server, so a PREPARE TRANSACTION cut short by a
         cancellation has then either taken effect (and is rolled back below) or not."""
-        usable: list[asyncpg.Connection] = []
+        usable: list[PooledConnection] = []
         for conn in conns:
             try:
                 await conn.execute("ROLLBACK")  # outside a transaction: a warning, dropped
@@ -565,15 +574,20 @@ class Ingest:
 
     # -- already checked rows, for the audit writer -------------------------------------------
 
-    async def copy_checked(self, conn: asyncpg.Connection, rows: list[Row], batch_id: str) -> bool:
+    async def copy_checked(self, conn: PooledConnection, rows: list[Row], batch_id: str) -> bool:
         """COPY rows that :func:`row_checker` already made, on ``conn``, in one transaction
         recorded in the ledger as ``batch_id``; a row whose ``created_at`` is None takes the
         transaction's time. Returns False, writing nothing, when ``batch_id`` was committed
         before (a retry after an ambiguous failure). Server errors are raised as they come,
         for the caller (:mod:`acgs_db.writer`) to tell a refusal from a lost connection."""
         async with conn.transaction():
-            now, staged, claimed, _ = await conn.fetchrow(
-                load_sql("queries/batch_start"), batch_id, len(rows), milliseconds(self._timeout)
+            now, staged, claimed, _ = _one(
+                await conn.fetchrow(
+                    load_sql("queries/batch_start"),
+                    batch_id,
+                    len(rows),
+                    milliseconds(self._timeout),
+                )
             )
             if not claimed:
                 return False

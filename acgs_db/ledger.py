@@ -436,7 +436,7 @@ class _Chain:
 
 
 def _stream(
-    conn: psycopg.Connection[Any], name: str, query: str, params: dict[str, Any]
+    conn: psycopg.Connection, name: str, query: str, params: dict[str, Any]
 ) -> Iterator[tuple[Any, ...]]:
     with conn.cursor(name=name) as cur:
         cur.execute(query, params)
@@ -445,7 +445,7 @@ def _stream(
 
 
 def _entries(
-    conn: psycopg.Connection[Any], cursor: str, query: str, start: int
+    conn: psycopg.Connection, cursor: str, query: str, start: int
 ) -> Generator[Entry, None, None]:
     key = "from_xid" if query.endswith("xid") else "from_id"
     for row in _stream(conn, cursor, load_sql(query), {key: start}):
@@ -473,7 +473,7 @@ def verify(url: str, digest: Digest | None = None, since: int | None = None) -> 
 
 
 def _verify_in(
-    conn: psycopg.Connection[Any],
+    conn: psycopg.Connection,
     report: VerifyReport,
     digest: Digest | None,
     since: int | None,
@@ -518,7 +518,7 @@ def _verify_in(
 
 
 def _check_chain(
-    conn: psycopg.Connection[Any],
+    conn: psycopg.Connection,
     report: VerifyReport,
     blocks: list[Block],
     anchor: Block | None,
@@ -626,7 +626,7 @@ def _check_chain(
 
 
 def _check_rows(
-    conn: psycopg.Connection[Any],
+    conn: psycopg.Connection,
     report: VerifyReport,
     chain: _Chain,
     dropped: _Ranges,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import psycopg
 
@@ -79,7 +78,7 @@ def backoff(attempt: int, *, base: float = _BACKOFF_BASE, cap: float = _BACKOFF_
     return float(min(cap, base * 2 ** min(attempt, 30)) * random.uniform(0.5, 1.5))
 
 
-def find_blockers(conn: psycopg.Connection[Any], schema: str) -> list[Blocker]:
+def find_blockers(conn: psycopg.Connection, schema: str) -> list[Blocker]:
     """Other sessions holding granted locks on ``schema``'s relations, oldest transaction first
     (run on a connection other than the one that timed out)."""
     rows = conn.execute(load_sql("maintenance/lock_blockers"), {"schema": schema}).fetchall()

@@ -232,12 +232,12 @@ def _describe(exc: psycopg.Error) -> str:
 
 
 def _rows(
-    conn: psycopg.Connection[Any], query: sql.Composed | str, params: Mapping[str, Any]
+    conn: psycopg.Connection, query: sql.Composed | str, params: Mapping[str, Any]
 ) -> list[tuple[Any, ...]]:
     return conn.execute(query, params).fetchall()
 
 
-def _retention(conn: psycopg.Connection[Any], parent: str) -> str | None:
+def _retention(conn: psycopg.Connection, parent: str) -> str | None:
     try:
         rows = _rows(conn, load_sql("maintenance/retention"), {"parent": parent})
     except psycopg.errors.UndefinedTable:  # no pg_partman in this database
@@ -249,29 +249,29 @@ def _retention(conn: psycopg.Connection[Any], parent: str) -> str | None:
     return None if rows[0][0] is None else str(rows[0][0])
 
 
-def _partitions(conn: psycopg.Connection[Any], parent: str) -> list[str]:
+def _partitions(conn: psycopg.Connection, parent: str) -> list[str]:
     return [str(r[0]) for r in _rows(conn, load_sql("maintenance/partitions"), {"parent": parent})]
 
 
-def _default_partition(conn: psycopg.Connection[Any], parent: str) -> sql.Identifier | None:
+def _default_partition(conn: psycopg.Connection, parent: str) -> sql.Identifier | None:
     rows = _rows(conn, load_sql("maintenance/default_partition"), {"parent": parent})
     return sql.Identifier(rows[0][0], rows[0][1]) if rows else None
 
 
 def _plan(
-    conn: psycopg.Connection[Any], parent: str, default: sql.Identifier
+    conn: psycopg.Connection, parent: str, default: sql.Identifier
 ) -> Sequence[tuple[Any, ...]]:
     query = sql.SQL(load_sql("maintenance/default_plan")).format(default_table=default)
     return _rows(conn, query, {"parent": parent})
 
 
-def _default_count(conn: psycopg.Connection[Any], default: sql.Identifier) -> int:
+def _default_count(conn: psycopg.Connection, default: sql.Identifier) -> int:
     query = sql.SQL(load_sql("maintenance/default_count")).format(default_table=default)
     row = conn.execute(query).fetchone()
     return int(row[0]) if row else 0
 
 
-def _skipped(conn: psycopg.Connection[Any], notices: Sequence[str]) -> str | None:
+def _skipped(conn: psycopg.Connection, notices: Sequence[str]) -> str | None:
     """Why pg_partman skipped part of its work, naming the sessions that hold its lock."""
     reasons = []
     if any(_MOVE_BUSY in n for n in notices):

@@ -5,16 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Generator
-from typing import Any
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, Protocol, TypeAlias, TypedDict, TypeVar, Unpack
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from acgs_db.jsoncodec import decode_json, decode_jsonb, encode_json, encode_jsonb
 from acgs_db.pooler import checked_schema
 from acgs_db.settings import Settings
 from acgs_db.timeouts import milliseconds
 from acgs_db.tooling.devdb import database_url
+
+PooledConnection: TypeAlias = PoolConnectionProxy
+"""A connection :class:`Pool` lends: asyncpg's proxy of a connection of its pool."""
+AnyConnection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+"""A lent connection, or one opened directly (``asyncpg.connect``)."""
+T = TypeVar("T")
 
 # Server-side TCP keepalives from the seed: a dead client is noticed within about 11 minutes.
 KEEPALIVES = {
@@ -34,7 +41,28 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
-def pool_options(settings: Settings) -> dict[str, Any]:
+class _InitConnection(Protocol):
+    """What asyncpg runs on each new connection (``init``)."""
+
+    async def __call__(self, conn: asyncpg.Connection, /) -> None: ...
+
+
+class PoolOptions(TypedDict, total=False):
+    """Arguments of :func:`asyncpg.create_pool` that :func:`pool_options` derives from the
+    settings, or that a caller of :func:`create_pool` may give."""
+
+    min_size: int
+    max_size: int
+    max_queries: int
+    max_inactive_connection_lifetime: float
+    command_timeout: float | None
+    statement_cache_size: int
+    server_settings: dict[str, str]
+    init: _InitConnection
+    timeout: float
+
+
+def pool_options(settings: Settings) -> PoolOptions:
     """Keyword arguments of :func:`asyncpg.create_pool` derived from the settings.
 
     Behind PgBouncer (``ACGS_POOLER``), only ``application_name`` is sent at startup: PgBouncer
@@ -73,21 +101,50 @@ def pool_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-async def create_pool(
-    dsn: str | None = None, *, settings: Settings | None = None, **options: Any
-) -> Pool:
-    """Open a pool on ``dsn`` (default ``ACGS_DATABASE_URL``, else the embedded cluster).
+def create_pool(
+    dsn: str | None = None, *, settings: Settings | None = None, **options: Unpack[PoolOptions]
+) -> PoolOpening:
+    """Open a pool on ``dsn`` (default ``ACGS_DATABASE_URL``, else the embedded cluster):
+    ``pool = await create_pool()`` (then ``await pool.close()``), or
+    ``async with create_pool() as pool:``, which closes it on the way out.
 
-    ``options`` override any :func:`asyncpg.create_pool` argument; ``server_settings`` are
+    ``options`` override :func:`asyncpg.create_pool`'s arguments; ``server_settings`` are
     merged with the defaults rather than replacing them.
     """
+    return PoolOpening(dsn, settings, options)
+
+
+class PoolOpening:
+    """What :func:`create_pool` returns: awaited, the open :class:`Pool`; used with
+    ``async with``, the pool for the block, closed when it ends (as asyncpg's own pool)."""
+
+    def __init__(self, dsn: str | None, settings: Settings | None, options: PoolOptions):
+        self._dsn = dsn
+        self._settings = settings
+        self._options = options
+        self._pool: Pool | None = None
+
+    def __await__(self) -> Generator[Any, None, Pool]:
+        return _open_pool(self._dsn, self._settings, self._options).__await__()
+
+    async def __aenter__(self) -> Pool:
+        self._pool = await self
+        return self._pool
+
+    async def __aexit__(self, *_: object) -> None:
+        pool, self._pool = self._pool, None
+        assert pool is not None
+        await pool.close()
+
+
+async def _open_pool(dsn: str | None, settings: Settings | None, options: PoolOptions) -> Pool:
     settings = settings or Settings.from_env()
     if dsn is None:
         dsn = await asyncio.to_thread(database_url, settings)
     kwargs = pool_options(settings)
-    extra_server_settings = options.pop("server_settings", None) or {}
-    kwargs["server_settings"] = {**kwargs["server_settings"], **extra_server_settings}
+    server_settings = {**kwargs["server_settings"], **(options.get("server_settings") or {})}
     kwargs.update(options)
+    kwargs["server_settings"] = server_settings
     pool = await asyncpg.create_pool(dsn, **kwargs)
     assert pool is not None
     return Pool(pool, kwargs["max_size"], reuse=not settings.pool_reset)
@@ -105,13 +162,14 @@ class Pool:
     calls: change it only with ``SET LOCAL``/``set_config(..., true)``, or set
     ``ACGS_POOL_RESET=on`` to use asyncpg's checkout and reset for every call.
 
-    Everything else (``close``, ``terminate``, ``get_size``...) is asyncpg's pool's.
+    ``async with pool:`` closes it when the block ends. Anything else of asyncpg's pool
+    (``get_size``, ``expire_connections``...) is reached through :attr:`asyncpg_pool`.
     """
 
     def __init__(self, pool: asyncpg.Pool, size: int, *, reuse: bool = True) -> None:
         self._pool = pool
         self._reuse = reuse
-        self._slots: asyncio.LifoQueue[asyncpg.Connection | None] = asyncio.LifoQueue()
+        self._slots: asyncio.LifoQueue[PooledConnection | None] = asyncio.LifoQueue()
         for _ in range(size):
             self._slots.put_nowait(None)
 
@@ -119,10 +177,7 @@ class Pool:
     def asyncpg_pool(self) -> asyncpg.Pool:
         return self._pool
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._pool, name)
-
-    async def _lend(self) -> asyncpg.Connection:
+    async def _lend(self) -> PooledConnection:
         conn = await self._slots.get()
         try:
             if conn is not None:
@@ -134,7 +189,7 @@ class Pool:
             self._slots.put_nowait(None)
             raise
 
-    async def _return(self, conn: asyncpg.Connection, healthy: bool) -> None:
+    async def _return(self, conn: PooledConnection, healthy: bool) -> None:
         """Back into its slot; to asyncpg's pool (reset or replaced) when it may be unwell."""
         if healthy and self._reuse and _usable(conn) and not conn.is_in_transaction():
             self._slots.put_nowait(conn)
@@ -144,17 +199,19 @@ class Pool:
         finally:
             self._slots.put_nowait(None)
 
-    async def _discard(self, conn: asyncpg.Connection) -> None:
+    async def _discard(self, conn: PooledConnection) -> None:
         """Hand a connection back to asyncpg's pool, which resets or replaces it. A connection
         lost with its server was already taken back by asyncpg (its proxy is detached)."""
         with contextlib.suppress(asyncpg.InterfaceError):
             await self._pool.release(conn)
 
-    async def _call(self, method: str, query: str, args: tuple[Any, ...], kwargs: Any) -> Any:
+    async def _call(self, run: Callable[[PooledConnection], Awaitable[T]]) -> T:
+        """``run`` on a lent connection, given back healthy unless ``run`` failed other than
+        by a server error."""
         conn = await self._lend()
         healthy = False
         try:
-            result = await getattr(conn, method)(query, *args, **kwargs)
+            result = await run(conn)
             healthy = True
             return result
         except asyncpg.PostgresError:
@@ -163,24 +220,33 @@ class Pool:
         finally:
             await self._return(conn, healthy)
 
-    async def fetch(self, query: str, *args: Any, **kwargs: Any) -> list[asyncpg.Record]:
-        return await self._call("fetch", query, args, kwargs)  # type: ignore[no-any-return]
+    async def fetch(
+        self, query: str, *args: object, timeout: float | None = None
+    ) -> list[asyncpg.Record]:
+        return await self._call(lambda conn: conn.fetch(query, *args, timeout=timeout))
 
-    async def fetchrow(self, query: str, *args: Any, **kwargs: Any) -> asyncpg.Record | None:
-        return await self._call("fetchrow", query, args, kwargs)
+    async def fetchrow(
+        self, query: str, *args: object, timeout: float | None = None
+    ) -> asyncpg.Record | None:
+        return await self._call(lambda conn: conn.fetchrow(query, *args, timeout=timeout))
 
-    async def fetchval(self, query: str, *args: Any, **kwargs: Any) -> Any:
-        return await self._call("fetchval", query, args, kwargs)
+    async def fetchval(
+        self, query: str, *args: object, column: int = 0, timeout: float | None = None
+    ) -> Any:
+        """The value of ``column`` in the first row (None without rows): any SQL type."""
+        return await self._call(
+            lambda conn: conn.fetchval(query, *args, column=column, timeout=timeout)
+        )
 
-    async def execute(self, query: str, *args: Any, **kwargs: Any) -> str:
-        return await self._call("execute", query, args, kwargs)  # type: ignore[no-any-return]
+    async def execute(self, query: str, *args: object, timeout: float | None = None) -> str:
+        return await self._call(lambda conn: conn.execute(query, *args, timeout=timeout))
 
     def acquire(self) -> _Checkout:
         """``async with pool.acquire() as conn`` or ``conn = await pool.acquire()`` (then
         :meth:`release`), as with asyncpg's pool."""
         return _Checkout(self)
 
-    async def release(self, conn: asyncpg.Connection) -> None:
+    async def release(self, conn: PooledConnection) -> None:
         """Give back a connection from ``await acquire()``; an open transaction is rolled back
         by asyncpg's pool."""
         await self._return(conn, healthy=True)
@@ -192,8 +258,18 @@ class Pool:
                 await self._discard(conn)
         await self._pool.close()
 
+    async def __aenter__(self) -> Pool:
+        return self
 
-def _usable(conn: asyncpg.Connection) -> bool:
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    def terminate(self) -> None:
+        """Close every connection at once, without waiting (asyncpg's ``terminate``)."""
+        self._pool.terminate()
+
+
+def _usable(conn: PooledConnection) -> bool:
     """Open, and still ours: asyncpg detaches the proxy of a connection it took back."""
     try:
         return not conn.is_closed()
@@ -204,12 +280,12 @@ def _usable(conn: asyncpg.Connection) -> bool:
 class _Checkout:
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
-        self._conn: asyncpg.Connection | None = None
+        self._conn: PooledConnection | None = None
 
-    def __await__(self) -> Generator[Any, None, asyncpg.Connection]:
+    def __await__(self) -> Generator[Any, None, PooledConnection]:
         return self._pool._lend().__await__()
 
-    async def __aenter__(self) -> asyncpg.Connection:
+    async def __aenter__(self) -> PooledConnection:
         self._conn = await self._pool._lend()
         return self._conn
 

@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-import asyncpg
-
 from acgs_db.resources import load_sql
 from acgs_db.settings import Settings
 from acgs_db.timeouts import set_statement_timeout
@@ -36,6 +34,7 @@ from acgs_db.timeouts import set_statement_timeout
 if TYPE_CHECKING:
     from acgs_db.ingest import RecoveryReport
     from acgs_db.metrics import Metrics
+    from acgs_db.pool import Pool
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +93,7 @@ class MetricsRefresher:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: Pool,
         interval: float | None = None,
         *,
         settings: Settings | None = None,

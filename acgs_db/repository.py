@@ -8,9 +8,10 @@ cache, so each is prepared once per connection on the server and reused (with
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import asyncpg
 
@@ -45,6 +46,9 @@ from acgs_db.writer import (
 
 if TYPE_CHECKING:
     from acgs_db.metrics import Metrics
+    from acgs_db.pool import Pool
+
+T_co = TypeVar("T_co", covariant=True)
 
 HISTORY_LIMIT_MAX = 1000
 _METRICS_FIELDS = tuple(f.name for f in fields(TenantMetrics) if f.name not in ("source", "as_of"))
@@ -62,7 +66,7 @@ class ValidationRepository:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: Pool,
         settings: Settings | None = None,
         *,
         metrics: Metrics | None = None,
@@ -83,22 +87,40 @@ class ValidationRepository:
         self._bound: str | None = None
 
     @property
-    def pool(self) -> asyncpg.Pool:
+    def pool(self) -> Pool:
         return self._pool
 
-    async def _run(self, method: str, name: str, *args: Any, tenant: str | None = None) -> Any:
-        """Run the named statement (``fetch``, ``fetchrow``, ...), timed into the
-        statement-duration histogram when metrics are on; a tenant-scoped repository first
-        checks that ``tenant`` is its login's."""
+    async def _run(
+        self, run: _Statement[T_co], name: str, args: tuple[object, ...], tenant: str | None
+    ) -> T_co:
+        """Run the named statement with the pool's ``run`` (its fetch, fetchrow...), timed into
+        the statement-duration histogram when metrics are on; a tenant-scoped repository
+        first checks that ``tenant`` is its login's."""
         if self._scoped and tenant is not None:
             await self._check_scope(tenant)
         started = time.perf_counter()
         try:
-            return await getattr(self._pool, method)(load_sql(f"queries/{name}"), *args)
+            return await run(load_sql(f"queries/{name}"), *args)
         finally:
             if self._metrics is not None:
                 duration = time.perf_counter() - started
                 self._metrics.statement_duration.labels(name).observe(duration)
+
+    async def _fetch(
+        self, name: str, *args: object, tenant: str | None = None
+    ) -> list[asyncpg.Record]:
+        return await self._run(self._pool.fetch, name, args, tenant)
+
+    async def _fetchrow(
+        self, name: str, *args: object, tenant: str | None = None
+    ) -> asyncpg.Record | None:
+        return await self._run(self._pool.fetchrow, name, args, tenant)
+
+    async def _fetchval(self, name: str, *args: object, tenant: str | None = None) -> Any:
+        return await self._run(self._pool.fetchval, name, args, tenant)
+
+    async def _execute(self, name: str, *args: object, tenant: str | None = None) -> str:
+        return await self._run(self._pool.execute, name, args, tenant)
 
     async def bound_tenant(self) -> str:
         """The tenant this tenant-scoped repository's login is bound to (asked once)."""
@@ -127,7 +149,7 @@ class ValidationRepository:
         row = list(copy_row(record, self._limits, now))
         if record.created_at is None:
             row[-1] = None  # the server's now(), not this host's clock
-        return int(await self._run("fetchval", "insert", *row, tenant=row[0]))
+        return int(await self._fetchval("insert", *row, tenant=row[0]))
 
     async def bulk_insert(
         self,
@@ -224,15 +246,15 @@ class ValidationRepository:
         check_text("tenant_id", tenant_id, TENANT_ID_MAX)
         check_text("decision_id", decision_id, DECISION_ID_MAX)
         _check_limit(limit)
-        rows = await self._run(
-            "fetch", "history", tenant_id, decision_id, CONSTITUTIONAL_HASH, limit, tenant=tenant_id
+        rows = await self._fetch(
+            "history", tenant_id, decision_id, CONSTITUTIONAL_HASH, limit, tenant=tenant_id
         )
         return [HistoryEntry(*row) for row in rows]
 
     async def decision_scores(self, decision_id: str) -> list[DecisionScore]:
         """Score and processing time of every validation of a decision (index-only scan)."""
         check_text("decision_id", decision_id, DECISION_ID_MAX)
-        rows = await self._run("fetch", "decision_scores", decision_id, CONSTITUTIONAL_HASH)
+        rows = await self._fetch("decision_scores", decision_id, CONSTITUTIONAL_HASH)
         return [DecisionScore(*row) for row in rows]
 
     async def tenant_metrics(
@@ -258,25 +280,21 @@ class ValidationRepository:
         if since is not None or until is not None:
             low, high = check_range(since, until)
             if self._scoped:
-                row = await self._run(
-                    "fetchrow", "metrics_range_scoped", low, high, tenant=tenant_id
-                )
+                row = await self._fetchrow("metrics_range_scoped", low, high, tenant=tenant_id)
             else:
-                row = await self._run("fetchrow", "metrics_range", tenant_id, low, high)
+                row = await self._fetchrow("metrics_range", tenant_id, low, high)
             return None if row is None else _metrics(row)
         staleness = self._settings.staleness
         try:
             if self._scoped:
-                row = await self._run("fetchrow", "metrics_scoped", staleness, tenant=tenant_id)
+                row = await self._fetchrow("metrics_scoped", staleness, tenant=tenant_id)
             else:
-                row = await self._run(
-                    "fetchrow", "metrics", tenant_id, CONSTITUTIONAL_HASH, staleness
-                )
+                row = await self._fetchrow("metrics", tenant_id, CONSTITUTIONAL_HASH, staleness)
         except asyncpg.ObjectNotInPrerequisiteStateError:  # the view was never populated
             if self._scoped:
-                row = await self._run("fetchrow", "metrics_scoped_realtime", tenant=tenant_id)
+                row = await self._fetchrow("metrics_scoped_realtime", tenant=tenant_id)
             else:
-                row = await self._run("fetchrow", "metrics_realtime", tenant_id)
+                row = await self._fetchrow("metrics_realtime", tenant_id)
         return None if row is None else _metrics(row)
 
     # -- decision cache -------------------------------------------------------------------
@@ -291,8 +309,7 @@ class ValidationRepository:
         check_text("tenant_id", tenant_id, TENANT_ID_MAX)
         check_text("decision_hash", decision_hash, DECISION_HASH_MAX)
         _check_age(max_age)
-        row = await self._run(
-            "fetchrow",
+        row = await self._fetchrow(
             "cache_get",
             tenant_id,
             decision_hash,
@@ -313,8 +330,7 @@ class ValidationRepository:
         """Store (or replace) a decision's validation result; its age restarts now."""
         limit = self._settings.max_details_bytes
         check_text("tenant_id", tenant_id, TENANT_ID_MAX)
-        await self._run(
-            "execute",
+        await self._execute(
             "cache_put",
             tenant_id,
             check_text("decision_hash", decision_hash, DECISION_HASH_MAX),
@@ -328,7 +344,13 @@ class ValidationRepository:
     async def purge_expired_cache(self, max_age: timedelta = timedelta(minutes=5)) -> int:
         """Delete cached results older than ``max_age``; return how many were deleted."""
         _check_age(max_age)
-        return int(await self._run("fetchval", "cache_purge", max_age))
+        return int(await self._fetchval("cache_purge", max_age))
+
+
+class _Statement(Protocol[T_co]):
+    """A pool method that runs a statement: fetch, fetchrow, fetchval, execute."""
+
+    def __call__(self, query: str, /, *args: object) -> Awaitable[T_co]: ...
 
 
 def _metrics(row: asyncpg.Record) -> TenantMetrics:

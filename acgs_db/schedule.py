@@ -14,7 +14,6 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -201,7 +200,7 @@ def scheduled(url: str, settings: Settings | None = None) -> list[CronJob]:
             return _jobs(cron, names.values()) if _has_pg_cron(cron) else []
 
 
-def _check_target(conn: psycopg.Connection[Any], schema: str) -> str:
+def _check_target(conn: psycopg.Connection, schema: str) -> str:
     row = conn.execute(
         load_sql("maintenance/cron_target"),
         {
@@ -219,7 +218,7 @@ def _check_target(conn: psycopg.Connection[Any], schema: str) -> str:
     return str(database)
 
 
-def _cron_connection(url: str, settings: Settings) -> psycopg.Connection[Any]:
+def _cron_connection(url: str, settings: Settings) -> psycopg.Connection:
     """An autocommit connection to the database where pg_cron lives, checked to be the one."""
     try:
         conn = psycopg.connect(cron_url(url, settings), autocommit=True)
@@ -247,12 +246,12 @@ def _cron_connection(url: str, settings: Settings) -> psycopg.Connection[Any]:
     return conn
 
 
-def _has_pg_cron(conn: psycopg.Connection[Any]) -> bool:
+def _has_pg_cron(conn: psycopg.Connection) -> bool:
     row = conn.execute(load_sql("maintenance/cron_installed")).fetchone()
     return bool(row and row[0])
 
 
-def _jobs(conn: psycopg.Connection[Any], names: Iterable[str]) -> list[CronJob]:
+def _jobs(conn: psycopg.Connection, names: Iterable[str]) -> list[CronJob]:
     rows = conn.execute(load_sql("maintenance/cron_jobs"), {"names": list(names)}).fetchall()
     return [CronJob(int(r[0]), str(r[1]), r[2], r[3], r[4], bool(r[5])) for r in rows]
 

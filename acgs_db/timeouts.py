@@ -10,9 +10,12 @@ COPY and the refresh, gives its own transaction its own bound with :func:`set_st
 
 from __future__ import annotations
 
-import asyncpg
+from typing import TYPE_CHECKING
 
 from acgs_db.resources import load_sql
+
+if TYPE_CHECKING:
+    from acgs_db.pool import AnyConnection
 
 MAX_TIMEOUT_MS = 2_147_483_647
 """PostgreSQL's largest timeout setting (about 24.8 days); longer means none."""
@@ -27,7 +30,7 @@ def milliseconds(seconds: float | None) -> str:
     return "0" if ms > MAX_TIMEOUT_MS else str(ms)
 
 
-async def set_statement_timeout(conn: asyncpg.Connection, seconds: float | None) -> None:
+async def set_statement_timeout(conn: AnyConnection, seconds: float | None) -> None:
     """Bound the statements of ``conn``'s current transaction by ``seconds`` (None: no bound)
     instead of the session's ``statement_timeout``; call it inside the transaction."""
     await conn.execute(load_sql("queries/copy_timeout"), milliseconds(seconds))

@@ -79,6 +79,7 @@ from acgs_db.records import Limits, ValidationRecord, row_checker
 if TYPE_CHECKING:
     from acgs_db.ingest import Ingest
     from acgs_db.metrics import Metrics
+    from acgs_db.pool import Pool, PooledConnection
 
 Row = tuple[Any, ...]
 
@@ -143,11 +144,11 @@ class _Unsettled(Exception):
 class _Lane:
     """One connection of the writer, taken from the pool when needed and held."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self._pool = pool
-        self._conn: asyncpg.Connection | None = None
+        self._conn: PooledConnection | None = None
 
-    async def connection(self) -> asyncpg.Connection:
+    async def connection(self) -> PooledConnection:
         if self._conn is None:
             self._conn = await self._pool.acquire()
         return self._conn
@@ -180,7 +181,7 @@ class AuditWriter:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: Pool,
         ingest: Ingest,
         limits: Limits,
         *,

@@ -30,14 +30,14 @@ import logging
 import time
 from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from alembic import context
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
-from sqlalchemy.schema import SchemaItem
+from sqlalchemy.schema import Column, Index, SchemaItem, Table
 
 from acgs_db import tables
 from acgs_db.locks import (
@@ -57,6 +57,8 @@ SCHEMA = settings.schema  # validated as a plain identifier by Settings
 LOCK_TIMEOUT_MS = max(1, round(settings.lock_timeout * 1000))  # 0 < lock_timeout <= 60 s
 log = logging.getLogger("acgs_db.migrations")
 _running: list[str] = []  # the revision whose step runs now, for the error message
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _preamble() -> None:
@@ -64,9 +66,9 @@ def _preamble() -> None:
     context.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'")
 
 
-def _with_preamble(step: Callable[..., Any], label: str) -> Callable[..., Any]:
+def _with_preamble(step: Callable[P, R], label: str) -> Callable[P, R]:
     @functools.wraps(step)
-    def run(*args: Any, **kwargs: Any) -> Any:
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
         _running[:] = [label]
         _preamble()
         return step(*args, **kwargs)
@@ -133,8 +135,10 @@ def _filters(connection: Connection) -> dict[str, Any]:
     def include_object(
         obj: SchemaItem, name: str | None, type_: ObjectType, reflected: bool, compare_to: Any
     ) -> bool:
-        table = getattr(obj, "table", obj)
-        return not (type_ in {"table", "index", "column"} and tables.is_view(table))
+        if type_ not in {"table", "index", "column"}:
+            return True
+        table = obj.table if isinstance(obj, Column | Index) else obj
+        return not (isinstance(table, Table) and tables.is_view(table))
 
     return {"include_name": include_name, "include_object": include_object}
 

@@ -24,15 +24,14 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
-import asyncpg
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.abc import Params
 
-from acgs_db.pool import create_pool
+from acgs_db.pool import AnyConnection, Pool, create_pool
 from acgs_db.repository import ValidationRepository
 from acgs_db.settings import Settings
 from acgs_db.tooling import schema
@@ -74,7 +73,7 @@ class Server:
 _CARRIED = ("sslmode", "sslrootcert", "sslcert", "sslkey")
 
 
-def create_login(conn: psycopg.Connection[Any], name: str, *in_roles: str) -> str:
+def create_login(conn: psycopg.Connection, name: str, *in_roles: str) -> str:
     """Create the LOGIN role ``name`` (a member of ``in_roles``) with a generated password and
     return the URL of ``conn``'s database as that role, password included: the servers ask
     for one (the embedded cluster authenticates everyone with SCRAM)."""
@@ -197,7 +196,7 @@ def conn(database_url: str) -> Iterator[psycopg.Connection]:
 
 
 @pytest.fixture(scope="session")
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+async def pool(database_url: str) -> AsyncIterator[Pool]:
     """The repository's own pool on the session database."""
     p = await create_pool(database_url, min_size=1, max_size=10)
     yield p
@@ -209,12 +208,14 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture
-def repo(pool: asyncpg.Pool) -> ValidationRepository:
+def repo(pool: Pool) -> ValidationRepository:
     """The repository on the session pool, with default settings."""
     return ValidationRepository(pool, Settings.from_env({}))
 
 
-def bypass_append_only(conn: psycopg.Connection, statement: str, params: object = None) -> None:
+def bypass_append_only(
+    conn: psycopg.Connection, statement: str, params: Params | None = None
+) -> None:
     """Run an UPDATE or DELETE of validations as the tests' superuser, with the append-only
     trigger (migration 0010) disabled for that transaction only: the rollup's capture still
     fires, so its delete and update paths stay tested. Production code never does this."""
@@ -223,7 +224,7 @@ def bypass_append_only(conn: psycopg.Connection, statement: str, params: object 
             "ALTER TABLE constitutional_validations"
             " DISABLE TRIGGER constitutional_validations_append_only"
         )
-        conn.execute(statement, params)  # type: ignore[arg-type]
+        conn.execute(statement, params)
         conn.execute(
             "ALTER TABLE constitutional_validations"
             " ENABLE TRIGGER constitutional_validations_append_only"
@@ -241,7 +242,7 @@ def empty_store(conn: psycopg.Connection) -> None:
         )
 
 
-async def count_rows(pool: asyncpg.Pool, tenant: str) -> int:
+async def count_rows(pool: Pool, tenant: str) -> int:
     """How many validations of ``tenant`` are stored."""
     return int(
         await pool.fetchval(
@@ -257,7 +258,7 @@ def tenant() -> str:
 
 
 async def prepare_part(
-    conn: asyncpg.Connection, tenant: str, token: uuid.UUID, part: int, *, ledger: bool
+    conn: AnyConnection, tenant: str, token: uuid.UUID, part: int, *, ledger: bool
 ) -> None:
     """What a coordinator of a two-phase bulk insert leaves behind when it dies after PREPARE
     TRANSACTION: ten rows of ``tenant`` (and, for part 0, the batch's ledger row) prepared as

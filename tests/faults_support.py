@@ -22,12 +22,12 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Unpack
 
 import asyncpg
 from conftest import start_throwaway_cluster
 
-from acgs_db.pool import create_pool
+from acgs_db.pool import Pool, PoolOptions, create_pool
 from acgs_db.records import ValidationRecord
 from acgs_db.settings import Settings
 from acgs_db.tooling import schema
@@ -65,9 +65,11 @@ async def private_cluster() -> AsyncIterator[DevCluster]:
         shutil.rmtree(cluster.root.parent, ignore_errors=True)
 
 
-async def open_pool(cluster: DevCluster, size: int = 4, **options: Any) -> asyncpg.Pool:
+async def open_pool(cluster: DevCluster, size: int = 4, **options: Unpack[PoolOptions]) -> Pool:
     """The repository's own pool (codecs, timeouts) on the cluster's database."""
-    return await create_pool(cluster.url(), settings=SETTINGS, min_size=1, max_size=size, **options)
+    sized: PoolOptions = {"min_size": 1, "max_size": size}
+    sized.update(options)
+    return await create_pool(cluster.url(), settings=SETTINGS, **sized)
 
 
 async def kill(cluster: DevCluster) -> None:
@@ -209,7 +211,7 @@ def batch_records(batch: int, rows: int) -> list[ValidationRecord]:
     ]
 
 
-async def stored_rows(conn: asyncpg.Connection | asyncpg.Pool, batch: int) -> int:
+async def stored_rows(conn: asyncpg.Connection | Pool, batch: int) -> int:
     """Distinct rows of batch ``batch`` stored (a row stored twice would count once and make
     the total disagree with :func:`stored_count`)."""
     return int(
@@ -221,7 +223,7 @@ async def stored_rows(conn: asyncpg.Connection | asyncpg.Pool, batch: int) -> in
     )
 
 
-async def stored_count(conn: asyncpg.Connection | asyncpg.Pool, batch: int) -> int:
+async def stored_count(conn: asyncpg.Connection | Pool, batch: int) -> int:
     return int(
         await conn.fetchval(
             "SELECT count(*) FROM constitutional_validations WHERE tenant_id = $1",
@@ -230,7 +232,7 @@ async def stored_count(conn: asyncpg.Connection | asyncpg.Pool, batch: int) -> i
     )
 
 
-async def ledger_rows(conn: asyncpg.Connection | asyncpg.Pool, batch_id: str) -> int | None:
+async def ledger_rows(conn: asyncpg.Connection | Pool, batch_id: str) -> int | None:
     """Rows the ledger records for ``batch_id``; None when the batch was never committed."""
     value = await conn.fetchval("SELECT rows FROM ingest_batches WHERE batch_id = $1", batch_id)
     return None if value is None else int(value)

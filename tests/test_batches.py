@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from acgs_db import BatchConflictError, ValidationRecord, ValidationRepository
 from acgs_db.constants import CONSTITUTIONAL_HASH
 from acgs_db.digest import HEADER, BatchDigest, score_bytes, score_text
+from acgs_db.pool import Pool
 from acgs_db.records import Limits, row_checker
 
 
@@ -30,7 +31,7 @@ def _records(tenant: str, n: int) -> list[ValidationRecord]:
     ]
 
 
-async def _ledger(pool: asyncpg.Pool, batch: str) -> asyncpg.Record | None:
+async def _ledger(pool: Pool, batch: str) -> asyncpg.Record | None:
     return await pool.fetchrow("SELECT rows, digest FROM ingest_batches WHERE batch_id = $1", batch)
 
 
@@ -83,7 +84,7 @@ def test_the_fast_score_encoding_is_the_exact_one(score: float) -> None:
 
 
 async def test_the_digest_score_is_what_numeric_stores(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+    repo: ValidationRepository, pool: Pool, tenant: str
 ) -> None:
     """asyncpg sends a float's exact value; numeric(5,4) rounds it half away from zero: the
     digest's text is the stored value's, ties included."""
@@ -104,7 +105,7 @@ async def test_the_digest_score_is_what_numeric_stores(
 
 @pytest.mark.parametrize("connections", [1, 2])
 async def test_a_retry_with_the_same_rows_writes_nothing(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str, connections: int
+    repo: ValidationRepository, pool: Pool, tenant: str, connections: int
 ) -> None:
     """created_at left to the server: the retry runs at another server time, and still
     counts as the same rows."""
@@ -120,7 +121,7 @@ async def test_a_retry_with_the_same_rows_writes_nothing(
 
 
 async def test_values_stored_alike_are_the_same_rows(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+    repo: ValidationRepository, pool: Pool, tenant: str
 ) -> None:
     """The digest is over what is stored: a score numeric(5,4) rounds to the same value, the
     same instant in another time zone."""
@@ -146,6 +147,7 @@ def _changed(records: list[ValidationRecord], how: str) -> list[ValidationRecord
     changed = list(records)
     last = changed[-1]
     if how == "score":
+        assert isinstance(last.compliance_score, Decimal)
         changed[-1] = last._replace(compliance_score=Decimal("0.0001") + last.compliance_score)
     elif how == "details":
         changed[-1] = last._replace(validation_details={"i": -1})
@@ -165,7 +167,7 @@ def _changed(records: list[ValidationRecord], how: str) -> list[ValidationRecord
     "how", ["score", "details", "created_at", "order", "one more", "one fewer"]
 )
 async def test_a_retry_with_other_rows_raises_and_writes_nothing(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str, connections: int, how: str
+    repo: ValidationRepository, pool: Pool, tenant: str, connections: int, how: str
 ) -> None:
     batch = f"other-{tenant}"
     records = _records(tenant, 11_000)
@@ -180,7 +182,7 @@ async def test_a_retry_with_other_rows_raises_and_writes_nothing(
 
 
 async def test_a_ledger_row_without_a_digest_counts_as_the_same_rows(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+    repo: ValidationRepository, pool: Pool, tenant: str
 ) -> None:
     """Batches committed before migration 0009 have no digest: a retry writes nothing."""
     batch = f"old-{tenant}"
@@ -197,7 +199,7 @@ async def test_a_ledger_row_without_a_digest_counts_as_the_same_rows(
 @pytest.mark.parametrize("same", [True, False], ids=["same-rows", "other-rows"])
 async def test_two_concurrent_calls_with_one_batch_id(
     repo: ValidationRepository,
-    pool: asyncpg.Pool,
+    pool: Pool,
     database_url: str,
     tenant: str,
     connections: int,

@@ -13,24 +13,33 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 
-import asyncpg
 import pytest
 from asyncpg.connection import Connection
 from faults_support import until
 
 from acgs_db import ValidationRecord, ValidationRepository
-from acgs_db.pool import create_pool
+from acgs_db.pool import Pool, create_pool
 from acgs_db.settings import Settings
 
 ROWS = 6_000
 POOL_SIZE = 3
 METHODS = ("execute", "fetch", "fetchrow", "fetchval", "copy_records_to_table")
-PATHS = {
-    "single": {"batch": True},
-    "commit_every": {"commit_every": 2_000},
-    "two-phase": {"batch": True, "connections": 2},
+
+
+class _Options(TypedDict, total=False):
+    """bulk_insert's keywords of a path, besides batch_id."""
+
+    commit_every: int
+    connections: int
+
+
+# Each path: whether it records a batch_id, and its other keywords.
+PATHS: dict[str, tuple[bool, _Options]] = {
+    "single": (True, {}),
+    "commit_every": (False, {"commit_every": 2_000}),
+    "two-phase": (True, {"connections": 2}),
 }
 
 
@@ -38,7 +47,7 @@ class Canceller:
     """Counts the Connection calls made while ``target`` runs; the ``at``-th cancels it."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.target: asyncio.Task[Any] | None = None
+        self.target: asyncio.Future[int] | None = None
         self.at = 0
         self.in_flight = True
         self.calls: list[str] = []
@@ -79,13 +88,13 @@ def _records(tenant: str) -> list[ValidationRecord]:
 
 
 @pytest.fixture
-async def small_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+async def small_pool(database_url: str) -> AsyncIterator[Pool]:
     pool = await create_pool(database_url, min_size=1, max_size=POOL_SIZE)
     yield pool
     await asyncio.wait_for(pool.close(), timeout=30)
 
 
-async def _all_connections_back(pool: asyncpg.Pool) -> None:
+async def _all_connections_back(pool: Pool) -> None:
     """Every slot of the pool can be taken at once, right away."""
     held = await asyncio.wait_for(
         asyncio.gather(*(asyncio.ensure_future(pool.acquire()) for _ in range(POOL_SIZE))), 5
@@ -96,7 +105,7 @@ async def _all_connections_back(pool: asyncpg.Pool) -> None:
 
 
 async def _assert_settled(
-    pool: asyncpg.Pool, tenant: str, batch: str | None, commit_every: int | None
+    pool: Pool, tenant: str, batch: str | None, commit_every: int | None
 ) -> int:
     """The invariants after a cancelled (or finished) bulk insert; returns the rows stored."""
     await _all_connections_back(pool)
@@ -130,8 +139,8 @@ async def _assert_settled(
 async def _calls(canceller: Canceller, repo: ValidationRepository, path: str) -> int:
     """How many Connection calls an uncancelled bulk insert of ``path`` makes."""
     tenant = f"count-{path}"
-    options = dict(PATHS[path])
-    batch = f"count-{path}-{id(canceller)}" if options.pop("batch", False) else None
+    has_batch, options = PATHS[path]
+    batch = f"count-{path}-{id(canceller)}" if has_batch else None
     assert (
         await canceller.run(repo.bulk_insert(_records(tenant), batch_id=batch, **options)) == ROWS
     )
@@ -148,7 +157,7 @@ def _cases() -> Iterator[Any]:
 
 @pytest.mark.parametrize(("path", "in_flight"), list(_cases()))
 async def test_a_bulk_insert_cancelled_at_each_await_settles(
-    small_pool: asyncpg.Pool,
+    small_pool: Pool,
     monkeypatch: pytest.MonkeyPatch,
     tenant: str,
     path: str,
@@ -158,8 +167,7 @@ async def test_a_bulk_insert_cancelled_at_each_await_settles(
     canceller = Canceller(monkeypatch)
     total = await _calls(canceller, repo, path)
     assert total >= 4
-    options = dict(PATHS[path])
-    has_batch = bool(options.pop("batch", False))
+    has_batch, options = PATHS[path]
     commit_every = options.get("commit_every")
     outcomes = set()
     for at in range(1, total + 1):
@@ -199,11 +207,11 @@ class CancellingStream:
 
 @pytest.mark.parametrize("path", list(PATHS))
 async def test_a_bulk_insert_cancelled_mid_copy_settles(
-    small_pool: asyncpg.Pool, tenant: str, path: str
+    small_pool: Pool, tenant: str, path: str
 ) -> None:
     repo = ValidationRepository(small_pool, Settings.from_env({}))
-    options = dict(PATHS[path])
-    batch = f"mid-{tenant}" if options.pop("batch", False) else None
+    has_batch, options = PATHS[path]
+    batch = f"mid-{tenant}" if has_batch else None
     stream = CancellingStream(_records(tenant), 4_500)
     task = asyncio.ensure_future(repo.bulk_insert(stream, batch_id=batch, **options))
     stream.task = task
@@ -215,13 +223,12 @@ async def test_a_bulk_insert_cancelled_mid_copy_settles(
 
 @pytest.mark.parametrize("path", ["single", "two-phase"])
 async def test_a_retry_of_a_committed_batch_cancelled_at_each_await_settles(
-    small_pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch, tenant: str, path: str
+    small_pool: Pool, monkeypatch: pytest.MonkeyPatch, tenant: str, path: str
 ) -> None:
     """The retry claims, finds the batch committed, reads its digest and hands the connections
     back (shielded, for two-phase) before digesting the records: cancelled at each of those."""
     repo = ValidationRepository(small_pool, Settings.from_env({}))
-    options = dict(PATHS[path])
-    options.pop("batch")
+    _, options = PATHS[path]
     batch = f"retry-{tenant}"
     records = _records(tenant)
     assert await repo.bulk_insert(records, batch_id=batch, **options) == ROWS

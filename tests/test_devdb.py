@@ -18,7 +18,7 @@ import asyncpg
 import psycopg
 import pytest
 from conftest import Server, start_throwaway_cluster
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from acgs_db.errors import ConfigurationError
 from acgs_db.tooling.devdb import (
@@ -132,11 +132,11 @@ async def test_connections_without_the_password_are_refused(
 ) -> None:
     monkeypatch.delenv("PGPASSWORD", raising=False)
     monkeypatch.setenv("PGPASSFILE", "/nonexistent")  # no ~/.pgpass either
-    params = {"host": HOST, "port": cluster.port, "user": "postgres", "dbname": "postgres"}
+    params = make_conninfo(host=HOST, port=cluster.port, user="postgres", dbname="postgres")
     with pytest.raises(psycopg.OperationalError, match="no password supplied"):
-        psycopg.connect(**params, connect_timeout=10)
+        psycopg.connect(params, connect_timeout=10)
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-        psycopg.connect(**params, password="wrong", connect_timeout=10)
+        psycopg.connect(params, password="wrong", connect_timeout=10)
     with pytest.raises(asyncpg.InvalidPasswordError):
         await asyncpg.connect(
             host=HOST, port=cluster.port, user="postgres", database="postgres", password="wrong"
@@ -147,7 +147,7 @@ async def test_connections_without_the_password_are_refused(
         conn.execute(f'CREATE ROLE "{login}" LOGIN')
     try:
         with pytest.raises(psycopg.OperationalError, match="no password supplied"):
-            psycopg.connect(**{**params, "user": login}, connect_timeout=10)
+            psycopg.connect(params, user=login, connect_timeout=10)
     finally:
         with psycopg.connect(cluster.admin_url(), autocommit=True) as conn:
             conn.execute(f'DROP ROLE "{login}"')

@@ -38,6 +38,7 @@ from test_rollup import ROLLUP_MINUS_RAW, _view_equals_seed
 
 from acgs_db import ValidationRecord, ValidationRepository
 from acgs_db.errors import AcgsDbError, BulkInsertError
+from acgs_db.pool import Pool
 from acgs_db.refresher import MetricsRefresher
 from acgs_db.tooling.devdb import DevCluster
 
@@ -47,7 +48,7 @@ BATCH_ROWS = 10_000
 PAUSE_AT = 7_500  # rows sent before a stream pauses: several COPY messages
 
 
-def _repo(pool: asyncpg.Pool) -> ValidationRepository:
+def _repo(pool: Pool) -> ValidationRepository:
     return ValidationRepository(pool, SETTINGS)
 
 
@@ -298,7 +299,7 @@ def _count(conn: psycopg.Connection, query: str) -> int:
 # -- two-phase COPY over several connections and a kill --------------------------------------
 
 
-async def _prepared(conn: asyncpg.Connection | asyncpg.Pool) -> list[str]:
+async def _prepared(conn: asyncpg.Connection | Pool) -> list[str]:
     return [row[0] for row in await conn.fetch("SELECT gid FROM pg_prepared_xacts ORDER BY 1")]
 
 

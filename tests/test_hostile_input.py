@@ -25,7 +25,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from typing import Any
 
-import asyncpg
 import psycopg
 import pytest
 from conftest import create_login
@@ -40,7 +39,7 @@ from acgs_db import (
     ValidationRepository,
     tenants,
 )
-from acgs_db.pool import create_pool
+from acgs_db.pool import Pool, create_pool
 from acgs_db.settings import Settings
 
 SETTINGS = Settings.from_env({})
@@ -62,11 +61,11 @@ PROPERTY = settings(
 
 
 @pytest.fixture(scope="module")
-def repo(pool: asyncpg.Pool) -> ValidationRepository:
+def repo(pool: Pool) -> ValidationRepository:
     return ValidationRepository(pool, SETTINGS)
 
 
-async def _rows_in_table(pool: asyncpg.Pool) -> int:
+async def _rows_in_table(pool: Pool) -> int:
     return int(await pool.fetchval("SELECT count(*) FROM constitutional_validations"))
 
 
@@ -507,7 +506,7 @@ def _near_the_skew_boundary(value: object) -> bool:
     return abs(value - boundary) < timedelta(minutes=1)
 
 
-async def _last_id(pool: asyncpg.Pool) -> int:
+async def _last_id(pool: Pool) -> int:
     """The identity sequence's position: rows written after this have greater ids."""
     last = await pool.fetchval(
         "SELECT pg_sequence_last_value("
@@ -517,7 +516,7 @@ async def _last_id(pool: asyncpg.Pool) -> int:
 
 
 async def _check_write_and_read_back(
-    repo: ValidationRepository, pool: asyncpg.Pool, record: ValidationRecord
+    repo: ValidationRepository, pool: Pool, record: ValidationRecord
 ) -> None:
     """The whole contract for one record, written by COPY and by the single INSERT: refused by
     both, naming the same field, with nothing written; or accepted by both and read back
@@ -574,7 +573,7 @@ def _same_record(entry: Any, record: ValidationRecord) -> bool:
 @given(tenant=hostile_id(50), decision=hostile_id(100), decision_hash=hostile_id(128))
 async def test_hostile_ids_are_refused_by_name_or_stored_exactly(
     repo: ValidationRepository,
-    pool: asyncpg.Pool,
+    pool: Pool,
     tenant: Any,
     decision: Any,
     decision_hash: Any,
@@ -625,7 +624,7 @@ async def test_hostile_ids_are_refused_by_name_or_stored_exactly(
 @PROPERTY
 @given(score=SCORES)
 async def test_hostile_scores_are_refused_by_name_or_stored_at_column_precision(
-    repo: ValidationRepository, pool: asyncpg.Pool, score: Any
+    repo: ValidationRepository, pool: Pool, score: Any
 ) -> None:
     assume(not _beyond_asyncpgs_numeric(score))
     tenant = _unique("score")
@@ -644,7 +643,7 @@ async def test_hostile_scores_are_refused_by_name_or_stored_at_column_precision(
 @PROPERTY
 @given(details=DETAILS, requirements=st.one_of(st.none(), JSON_VALUES))
 async def test_hostile_json_is_refused_by_name_or_read_back_as_the_same_json(
-    repo: ValidationRepository, pool: asyncpg.Pool, details: Any, requirements: Any
+    repo: ValidationRepository, pool: Pool, details: Any, requirements: Any
 ) -> None:
     tenant = _unique("json")
     await _check_write_and_read_back(repo, pool, ValidationRecord(tenant, "d", 0.5, details))
@@ -671,7 +670,7 @@ async def test_hostile_json_is_refused_by_name_or_read_back_as_the_same_json(
 @PROPERTY
 @given(took=PROCESSING_TIMES, created_at=TIMESTAMPS)
 async def test_hostile_times_and_timestamps_are_refused_by_name_or_stored_exactly(
-    repo: ValidationRepository, pool: asyncpg.Pool, took: Any, created_at: Any
+    repo: ValidationRepository, pool: Pool, took: Any, created_at: Any
 ) -> None:
     assume(not _at_the_edge_of_time(created_at) and not _near_the_skew_boundary(created_at))
     record = ValidationRecord(_unique("time"), "d", 0.5, None, took, created_at)
@@ -681,7 +680,7 @@ async def test_hostile_times_and_timestamps_are_refused_by_name_or_stored_exactl
 @PROPERTY
 @given(batch_id=hostile_id(200))
 async def test_hostile_batch_ids_are_refused_by_name_or_recorded_exactly_once(
-    repo: ValidationRepository, pool: asyncpg.Pool, batch_id: Any
+    repo: ValidationRepository, pool: Pool, batch_id: Any
 ) -> None:
     tenant = _unique("batch")
     records = [ValidationRecord(tenant, "d", 0.5)] * 3
@@ -829,7 +828,7 @@ BAD_FIELDS: st.SearchStrategy[tuple[str, dict[str, Any]]] = st.one_of(
 @given(bad=BAD_FIELDS, position=st.integers(0, 40), connections=st.sampled_from([1, 2]))
 async def test_one_hostile_record_in_a_batch_writes_nothing_of_it(
     repo: ValidationRepository,
-    pool: asyncpg.Pool,
+    pool: Pool,
     bad: tuple[str, dict[str, Any]],
     position: int,
     connections: int,
@@ -852,7 +851,7 @@ async def test_one_hostile_record_in_a_batch_writes_nothing_of_it(
 
 @pytest.mark.parametrize("not_a_record", [("t", "d", 0.5), {"tenant_id": "t"}, None, "t,d,0.5"])
 async def test_anything_but_a_record_is_refused_and_nothing_is_written(
-    repo: ValidationRepository, pool: asyncpg.Pool, not_a_record: Any
+    repo: ValidationRepository, pool: Pool, not_a_record: Any
 ) -> None:
     before = await _rows_in_table(pool)
     with pytest.raises(InvalidRecordError) as caught:
@@ -878,14 +877,14 @@ INJECTIONS = [
 ]
 
 
-async def _tables_intact(pool: asyncpg.Pool) -> None:
+async def _tables_intact(pool: Pool) -> None:
     for table in ("constitutional_validations", "decision_validation_cache", "ingest_batches"):
         assert await pool.fetchval("SELECT to_regclass($1)", table) is not None
 
 
 @pytest.mark.parametrize("hostile", INJECTIONS)
 async def test_a_tenant_id_built_to_inject_sql_reads_only_its_own_rows(
-    repo: ValidationRepository, pool: asyncpg.Pool, hostile: str
+    repo: ValidationRepository, pool: Pool, hostile: str
 ) -> None:
     victim = _unique("victim")
     await repo.bulk_insert([ValidationRecord(victim, "d", 0.1, {"secret": 1})] * 3)
@@ -907,7 +906,7 @@ async def test_a_tenant_id_built_to_inject_sql_reads_only_its_own_rows(
 
 
 async def test_a_decision_id_that_drops_the_table_is_just_a_decision_id(
-    repo: ValidationRepository, pool: asyncpg.Pool
+    repo: ValidationRepository, pool: Pool
 ) -> None:
     tenant = _unique("drop")
     decision = "d'); DROP TABLE constitutional_validations; --"
@@ -1065,7 +1064,7 @@ async def _refused_by_name_or_done(field: str, write: Awaitable[object]) -> None
     ids=["year-1-plus-5h", "datetime.min-plus-23h59"],
 )
 async def test_a_created_at_whose_utc_time_python_cannot_hold_is_refused_by_name(
-    repo: ValidationRepository, pool: asyncpg.Pool, created_at: datetime
+    repo: ValidationRepository, pool: Pool, created_at: datetime
 ) -> None:
     record = ValidationRecord(_unique("early"), "d", 0.5, created_at=created_at)
     before = await _rows_in_table(pool)
@@ -1082,7 +1081,7 @@ async def test_a_created_at_whose_utc_time_python_cannot_hold_is_refused_by_name
     ids=["utc", "plus-5h"],
 )
 async def test_the_first_instant_of_year_1_is_refused_or_stored_as_itself(
-    repo: ValidationRepository, pool: asyncpg.Pool, created_at: datetime
+    repo: ValidationRepository, pool: Pool, created_at: datetime
 ) -> None:
     tenant = _unique("first")
     record = ValidationRecord(tenant, "d", 0.5, created_at=created_at)

@@ -7,14 +7,14 @@ import uuid
 from datetime import timedelta
 from decimal import Decimal
 
-import asyncpg
 import pytest
 from conftest import count_rows, prepare_part
 
 from acgs_db import InvalidRecordError, ValidationRecord, ValidationRepository
+from acgs_db.pool import Pool
 
 
-async def _prepared(pool: asyncpg.Pool) -> list[str]:
+async def _prepared(pool: Pool) -> list[str]:
     return [r[0] for r in await pool.fetch("SELECT gid FROM pg_prepared_xacts")]
 
 
@@ -26,7 +26,7 @@ def _records(tenant: str, n: int) -> list[ValidationRecord]:
 
 
 async def test_a_batch_id_makes_a_retry_write_nothing(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+    repo: ValidationRepository, pool: Pool, tenant: str
 ) -> None:
     batch = f"batch-{tenant}"
     assert await repo.bulk_insert(_records(tenant, 100), batch_id=batch) == 100
@@ -37,7 +37,7 @@ async def test_a_batch_id_makes_a_retry_write_nothing(
 
 
 async def test_a_failed_batch_leaves_its_id_free_for_the_retry(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+    repo: ValidationRepository, pool: Pool, tenant: str
 ) -> None:
     batch = f"batch-{tenant}"
     bad = [*_records(tenant, 10), ValidationRecord(tenant, "d", 3.0)]
@@ -48,7 +48,7 @@ async def test_a_failed_batch_leaves_its_id_free_for_the_retry(
 
 
 async def test_copy_over_several_connections_writes_everything_once(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+    repo: ValidationRepository, pool: Pool, tenant: str
 ) -> None:
     records = _records(tenant, 23_456)
     assert await repo.bulk_insert(records, connections=3) == 23_456
@@ -67,7 +67,7 @@ async def test_copy_over_several_connections_writes_everything_once(
 
 
 async def test_a_bad_record_aborts_every_connection(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+    repo: ValidationRepository, pool: Pool, tenant: str
 ) -> None:
     records = _records(tenant, 30_000)
     records[27_001] = ValidationRecord(tenant, "d", 0.5, processing_time_ms=-1)
@@ -80,7 +80,7 @@ async def test_a_bad_record_aborts_every_connection(
 
 
 async def test_a_parallel_batch_id_is_idempotent_too(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+    repo: ValidationRepository, pool: Pool, tenant: str
 ) -> None:
     batch = f"parallel-{tenant}"
     assert await repo.bulk_insert(_records(tenant, 12_000), batch_id=batch, connections=2) == 12_000
@@ -89,14 +89,14 @@ async def test_a_parallel_batch_id_is_idempotent_too(
 
 
 async def _prepare_part(
-    pool: asyncpg.Pool, tenant: str, token: uuid.UUID, part: int, *, ledger: bool
+    pool: Pool, tenant: str, token: uuid.UUID, part: int, *, ledger: bool
 ) -> None:
     async with pool.acquire() as conn:
         await prepare_part(conn, tenant, token, part, ledger=ledger)
 
 
 async def test_recover_rolls_back_an_undecided_batch(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+    repo: ValidationRepository, pool: Pool, tenant: str
 ) -> None:
     token = uuid.uuid4()
     await _prepare_part(pool, tenant, token, 0, ledger=True)
@@ -109,7 +109,7 @@ async def test_recover_rolls_back_an_undecided_batch(
 
 
 async def test_recover_finishes_a_decided_batch(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+    repo: ValidationRepository, pool: Pool, tenant: str
 ) -> None:
     token = uuid.uuid4()
     await _prepare_part(pool, tenant, token, 0, ledger=True)
@@ -122,7 +122,7 @@ async def test_recover_finishes_a_decided_batch(
 
 
 async def test_recover_leaves_young_prepared_transactions_alone(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+    repo: ValidationRepository, pool: Pool, tenant: str
 ) -> None:
     token = uuid.uuid4()
     await _prepare_part(pool, tenant, token, 0, ledger=True)

@@ -18,14 +18,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
 import psycopg
 import pytest
+from asyncpg.connection import LoggedQuery
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from acgs_db import CONSTITUTIONAL_HASH, ValidationRecord, ValidationRepository
-from acgs_db.pool import create_pool
+from acgs_db.pool import Pool, create_pool
 from acgs_db.refresher import MetricsRefresher
 from acgs_db.resources import load_sql
 from acgs_db.settings import Settings
@@ -55,7 +55,7 @@ async def loaded(module_database: str) -> AsyncIterator[LoadResult]:
 
 
 @pytest.fixture(scope="module")
-def planner(module_database: str, loaded: LoadResult) -> Iterator[psycopg.Connection[Any]]:
+def planner(module_database: str, loaded: LoadResult) -> Iterator[psycopg.Connection]:
     """A connection that plans prepared statements generically and inlines arguments."""
     with psycopg.connect(
         module_database, autocommit=True, cursor_factory=psycopg.ClientCursor
@@ -64,7 +64,7 @@ def planner(module_database: str, loaded: LoadResult) -> Iterator[psycopg.Connec
         yield conn
 
 
-def _plan(conn: psycopg.Connection[Any], query: str, *args: object) -> dict[str, Any]:
+def _plan(conn: psycopg.Connection, query: str, *args: object) -> dict[str, Any]:
     """The generic plan of ``sql/queries/<query>.sql`` for these arguments (EXPLAIN EXECUTE)."""
     name = sql.Identifier(f"latency_{query}")
     conn.execute(sql.SQL("PREPARE {} AS {}").format(name, sql.SQL(load_sql(f"queries/{query}"))))
@@ -87,7 +87,7 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _nodes(child)
 
 
-def _parent_index(conn: psycopg.Connection[Any], index: str) -> str:
+def _parent_index(conn: psycopg.Connection, index: str) -> str:
     """The index on the partitioned table that a partition's index belongs to."""
     row = conn.execute(
         "SELECT p.relname FROM pg_inherits i"
@@ -98,7 +98,7 @@ def _parent_index(conn: psycopg.Connection[Any], index: str) -> str:
     return index if row is None else str(row[0])
 
 
-def _partitions_with_rows(conn: psycopg.Connection[Any]) -> set[str]:
+def _partitions_with_rows(conn: psycopg.Connection) -> set[str]:
     rows = conn.execute(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
         " WHERE i.inhparent = 'constitutional_validations'::regclass AND c.reltuples > 0"
@@ -106,7 +106,7 @@ def _partitions_with_rows(conn: psycopg.Connection[Any]) -> set[str]:
     return {r[0] for r in rows}
 
 
-def _partitions(conn: psycopg.Connection[Any]) -> set[str]:
+def _partitions(conn: psycopg.Connection) -> set[str]:
     rows = conn.execute(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
         " WHERE i.inhparent = 'constitutional_validations'::regclass"
@@ -119,12 +119,12 @@ def _scans(plan: dict[str, Any], partitions: set[str]) -> list[dict[str, Any]]:
     return [n for n in _nodes(plan) if n.get("Relation Name") in partitions]
 
 
-def test_the_data_set_spans_several_partitions(planner: psycopg.Connection[Any]) -> None:
+def test_the_data_set_spans_several_partitions(planner: psycopg.Connection) -> None:
     assert len(_partitions_with_rows(planner)) >= 3
 
 
 def test_history_scans_the_primary_key_backwards_in_every_partition(
-    planner: psycopg.Connection[Any],
+    planner: psycopg.Connection,
 ) -> None:
     plan = _plan(planner, "history", tenant_name(1), decision_name(1, 7), CONSTITUTIONAL_HASH, 10)
     assert plan["Node Type"] == "Limit"
@@ -138,7 +138,7 @@ def test_history_scans_the_primary_key_backwards_in_every_partition(
 
 
 def test_decision_look_up_is_an_index_only_scan_of_the_decision_index(
-    planner: psycopg.Connection[Any],
+    planner: psycopg.Connection,
 ) -> None:
     plan = _plan(planner, "decision_scores", decision_name(1, 7), CONSTITUTIONAL_HASH)
     with_rows = _partitions_with_rows(planner)
@@ -157,7 +157,7 @@ def test_decision_look_up_is_an_index_only_scan_of_the_decision_index(
 
 
 def test_metrics_read_the_view_and_never_scan_a_partition_sequentially(
-    planner: psycopg.Connection[Any],
+    planner: psycopg.Connection,
 ) -> None:
     plan = _plan(planner, "metrics", tenant_name(1), CONSTITUTIONAL_HASH, SETTINGS.staleness)
     relations = {n.get("Relation Name") for n in _nodes(plan)}
@@ -168,7 +168,7 @@ def test_metrics_read_the_view_and_never_scan_a_partition_sequentially(
     ]
 
 
-def test_cache_look_up_is_a_primary_key_look_up(planner: psycopg.Connection[Any]) -> None:
+def test_cache_look_up_is_a_primary_key_look_up(planner: psycopg.Connection) -> None:
     plan = _plan(
         planner,
         "cache_get",
@@ -183,7 +183,7 @@ def test_cache_look_up_is_a_primary_key_look_up(planner: psycopg.Connection[Any]
     )
 
 
-def test_single_insert_reads_nothing(planner: psycopg.Connection[Any]) -> None:
+def test_single_insert_reads_nothing(planner: psycopg.Connection) -> None:
     plan = _plan(
         planner,
         "insert",
@@ -206,13 +206,13 @@ class Counted:
     """A repository on a one-connection pool whose statements are counted as they are sent
     (all but the reset query the pool itself sends when a connection is released)."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self.pool = pool
         self.repo = ValidationRepository(pool, SETTINGS)
         self.statements = 0
         self._reset_query = ""
 
-    def _log(self, record: Any) -> None:
+    def _log(self, record: LoggedQuery) -> None:
         if record.query != self._reset_query:
             self.statements += 1
 

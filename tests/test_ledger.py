@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.abc import Params
 from psycopg.conninfo import make_conninfo
 
 from acgs_db import ledger
@@ -72,11 +73,11 @@ def _sealed(url: str) -> ledger.Digest:
     return digest
 
 
-def _tamper(conn: psycopg.Connection, statement: str, params: object = None) -> None:
+def _tamper(conn: psycopg.Connection, statement: str, params: Params | None = None) -> None:
     """What a superuser can do behind the triggers' back."""
     with conn.transaction():
         conn.execute("SET LOCAL session_replication_role = replica")
-        conn.execute(statement, params)  # type: ignore[arg-type]
+        conn.execute(statement, params)
 
 
 def _kinds(report: ledger.VerifyReport) -> set[str]:

@@ -13,12 +13,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, LiteralString
 
-import asyncpg
 import psycopg
 import pytest
 
 from acgs_db.errors import ConfigurationError, SchemaNotReadyError
-from acgs_db.pool import create_pool
+from acgs_db.pool import Pool, create_pool
 from acgs_db.repository import ValidationRepository
 from acgs_db.settings import Settings
 from acgs_db.tooling.loader import PROGRESS_EVERY, LoadResult, check_workload, load
@@ -57,18 +56,18 @@ async def loaded(module_database: str) -> AsyncIterator[Loaded]:
 
 
 @pytest.fixture
-def conn(loaded: Loaded) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+def conn(loaded: Loaded) -> Iterator[psycopg.Connection]:
     with psycopg.connect(loaded.url, autocommit=True) as connection:
         yield connection
 
 
-def _row(conn: psycopg.Connection[tuple[Any, ...]], query: LiteralString) -> tuple[Any, ...]:
+def _row(conn: psycopg.Connection, query: LiteralString) -> tuple[Any, ...]:
     row = conn.execute(query).fetchone()
     assert row is not None
     return row
 
 
-def _one(conn: psycopg.Connection[tuple[Any, ...]], query: LiteralString) -> Any:
+def _one(conn: psycopg.Connection, query: LiteralString) -> Any:
     return _row(conn, query)[0]
 
 
@@ -76,7 +75,7 @@ def _one(conn: psycopg.Connection[tuple[Any, ...]], query: LiteralString) -> Any
 
 
 def test_every_row_is_written_and_reported_as_it_goes(
-    loaded: Loaded, conn: psycopg.Connection[tuple[Any, ...]]
+    loaded: Loaded, conn: psycopg.Connection
 ) -> None:
     assert loaded.result.rows == WORKLOAD.rows
     assert _one(conn, "SELECT count(*) FROM constitutional_validations") == WORKLOAD.rows
@@ -87,7 +86,7 @@ def test_every_row_is_written_and_reported_as_it_goes(
 
 
 def test_rows_belong_to_the_loaders_tenants_and_decisions(
-    conn: psycopg.Connection[tuple[Any, ...]],
+    conn: psycopg.Connection,
 ) -> None:
     tenants = {
         row[0] for row in conn.execute("SELECT DISTINCT tenant_id FROM constitutional_validations")
@@ -107,7 +106,7 @@ def test_rows_belong_to_the_loaders_tenants_and_decisions(
 
 
 def test_rows_span_the_requested_days_up_to_now(
-    conn: psycopg.Connection[tuple[Any, ...]],
+    conn: psycopg.Connection,
 ) -> None:
     oldest, newest, now = _row(
         conn, "SELECT min(created_at), max(created_at), now() FROM constitutional_validations"
@@ -119,7 +118,7 @@ def test_rows_span_the_requested_days_up_to_now(
 
 
 def test_statistics_and_the_visibility_map_are_ready_for_the_planner(
-    conn: psycopg.Connection[tuple[Any, ...]],
+    conn: psycopg.Connection,
 ) -> None:
     # The parent's statistics (what the planner uses for the partitioned table as a whole).
     inherited = _one(
@@ -150,7 +149,7 @@ def test_statistics_and_the_visibility_map_are_ready_for_the_planner(
 # -- the cache and the view -----------------------------------------------------------------
 
 
-async def _repository(url: str) -> tuple[asyncpg.Pool, ValidationRepository]:
+async def _repository(url: str) -> tuple[Pool, ValidationRepository]:
     pool = await create_pool(url, min_size=1, max_size=1)
     return pool, ValidationRepository(pool, SETTINGS)
 

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Generic, TypeVar
 
 import psycopg
 import pytest
@@ -82,27 +82,31 @@ def _third_session_is_not_queued(url: str) -> None:
         conn.execute(INSERT)
 
 
-class _Background:
+T = TypeVar("T")
+
+
+class _Background(Generic[T]):
     """Runs a call in a thread; ``result()`` re-raises what it raised."""
 
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        self._value: Any = None
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self._value: tuple[T] | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
         self._thread.start()
 
-    def _run(self, fn: Callable[[], Any]) -> None:
+    def _run(self, fn: Callable[[], T]) -> None:
         try:
-            self._value = fn()
+            self._value = (fn(),)
         except BaseException as exc:  # handed to the test thread
             self._error = exc
 
-    def result(self, within: float = 120.0) -> Any:
+    def result(self, within: float = 120.0) -> T:
         self._thread.join(within)
         assert not self._thread.is_alive(), "still running"
         if self._error is not None:
             raise self._error
-        return self._value
+        assert self._value is not None
+        return self._value[0]
 
 
 def _version(url: str) -> str:

@@ -9,6 +9,7 @@ from prometheus_client import generate_latest
 
 from acgs_db import MetricsRefresher, ValidationRecord, ValidationRepository
 from acgs_db.metrics import Metrics
+from acgs_db.pool import Pool
 from acgs_db.settings import Settings
 
 
@@ -19,7 +20,7 @@ def _sample(metrics: Metrics, name: str, labels: dict[str, str] | None = None) -
 
 
 async def test_repository_records_statement_durations_and_rows_copied(
-    pool: asyncpg.Pool, tenant: str
+    pool: Pool, tenant: str
 ) -> None:
     metrics = Metrics()
     repo = ValidationRepository(pool, Settings.from_env({}), metrics=metrics)
@@ -34,9 +35,7 @@ async def test_repository_records_statement_durations_and_rows_copied(
     assert _sample(metrics, "acgs_db_statement_duration_seconds_count", bulk) == 1
 
 
-async def test_refresher_records_duration_success_and_fold_lag(
-    pool: asyncpg.Pool, tenant: str
-) -> None:
+async def test_refresher_records_duration_success_and_fold_lag(pool: Pool, tenant: str) -> None:
     metrics = Metrics()
     await ValidationRepository(pool, Settings.from_env({})).insert(
         ValidationRecord(tenant, "d", 0.5)

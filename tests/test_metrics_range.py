@@ -97,9 +97,7 @@ def _ranges() -> list[tuple[datetime, datetime]]:
 RANGES = _ranges()
 
 
-def _insert(
-    conn: psycopg.Connection[Any], tenant: str, rows: int, lo: datetime, hi: datetime
-) -> None:
+def _insert(conn: psycopg.Connection, tenant: str, rows: int, lo: datetime, hi: datetime) -> None:
     """``rows`` validations of ``tenant`` at random times in [lo, hi): 5 % without a time, a
     long tail of thousands of distinct processing times, scores around both thresholds."""
     conn.execute(
@@ -135,7 +133,7 @@ def data(module_database: str) -> Iterator[dict[str, str]]:
     yield {"url": module_database, "main": main, "other": other}
 
 
-def _differences(conn: psycopg.Connection[Any], tenant: str) -> list[tuple[Any, ...]]:
+def _differences(conn: psycopg.Connection, tenant: str) -> list[tuple[Any, ...]]:
     """(range, rows of the function, function EXCEPT seed, seed EXCEPT function) per range, in
     one transaction (one snapshot, one now())."""
     ours = sql.SQL("SELECT {} FROM tenant_metrics_range(%(tenant)s, %(since)s, %(until)s)").format(
@@ -468,7 +466,7 @@ _BINS_FROM_ROLLUP = """
 _BINS = "SELECT tenant_id, day, bin, n::numeric FROM rollup_bins_day WHERE n <> 0"
 
 
-def _structures_agree(conn: psycopg.Connection[Any]) -> bool:
+def _structures_agree(conn: psycopg.Connection) -> bool:
     """The totals and the day bins are exactly the rollup's, summed (both ways)."""
     counts = []
     for left, right in (

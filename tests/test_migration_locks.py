@@ -112,7 +112,7 @@ def test_locks_on_existing_relations_are_as_documented(
         schema.upgrade(fresh_database, down)
     config = schema.alembic_config(fresh_database)
     with engine.connect() as conn, conn.begin() as transaction:
-        existing = dict(conn.execute(EXISTING).all())
+        existing: dict[int, str] = dict(conn.execute(EXISTING).all())
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
         held = [(existing[oid], mode) for oid, mode in conn.execute(LOCKS) if oid in existing]

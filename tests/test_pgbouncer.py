@@ -22,7 +22,7 @@ from conftest import create_login
 
 from acgs_db import ValidationRecord, ValidationRepository, tenants
 from acgs_db.errors import BulkInsertError, ConfigurationError, InvalidRecordError
-from acgs_db.pool import create_pool, init_connection, pool_options
+from acgs_db.pool import Pool, create_pool, init_connection, pool_options
 from acgs_db.refresher import MetricsRefresher
 from acgs_db.settings import Settings
 from acgs_db.tooling.pgbouncer import PgBouncer, auth_config
@@ -68,7 +68,7 @@ def bouncer(pg_server: Server, tenant_login: tuple[str, str, str]) -> Iterator[P
 
 
 @pytest.fixture
-async def pooled(bouncer: PgBouncer, database_url: str) -> AsyncIterator[asyncpg.Pool]:
+async def pooled(bouncer: PgBouncer, database_url: str) -> AsyncIterator[Pool]:
     """The repository's pool through PgBouncer, with ACGS_POOLER=transaction."""
     pool = await create_pool(
         bouncer.url_for(database_url),
@@ -177,7 +177,7 @@ async def test_a_statement_cache_fails_through_transaction_pooling(
 
 
 async def test_writes_and_reads_interleave_on_few_server_connections(
-    pooled: asyncpg.Pool, conn: psycopg.Connection, tenant: str
+    pooled: Pool, conn: psycopg.Connection, tenant: str
 ) -> None:
     repo = ValidationRepository(pooled, POOLED)
 
@@ -207,7 +207,7 @@ async def test_writes_and_reads_interleave_on_few_server_connections(
 
 
 async def test_bulk_insert_plain_batch_and_commit_every(
-    pooled: asyncpg.Pool, conn: psycopg.Connection, tenant: str
+    pooled: Pool, conn: psycopg.Connection, tenant: str
 ) -> None:
     repo = ValidationRepository(pooled, POOLED)
     assert await repo.bulk_insert(_records(tenant, 1000)) == 1000
@@ -232,7 +232,7 @@ async def test_bulk_insert_plain_batch_and_commit_every(
 
 
 async def test_multi_connection_copy_is_refused_and_consumes_nothing(
-    pooled: asyncpg.Pool, conn: psycopg.Connection, tenant: str
+    pooled: Pool, conn: psycopg.Connection, tenant: str
 ) -> None:
     repo = ValidationRepository(pooled, POOLED)
     consumed: list[int] = []
@@ -330,7 +330,7 @@ async def test_tenant_logins_staged_copy_works_through_transaction_pooling(
 
 
 async def test_metrics_and_the_refresher_through_transaction_pooling(
-    pooled: asyncpg.Pool, tenant: str
+    pooled: Pool, tenant: str
 ) -> None:
     repo = ValidationRepository(pooled, POOLED)
     now = datetime.now(UTC)

@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from acgs_db.pool import create_pool
+from acgs_db.pool import PoolOpening, create_pool
 from acgs_db.settings import Settings
 
 
@@ -72,3 +72,52 @@ async def test_pool_reset_on_gives_every_call_asyncpgs_checkout(database_url: st
         assert await pool.fetchval("SHOW application_name") == "acgs_constitutional_service"
     finally:
         await pool.close()
+
+
+async def _sessions(database_url: str, application_name: str, *, until: int | None = None) -> int:
+    """Server sessions of ``application_name``; with ``until``, polled (5 s at most) until
+    there are that many (a closed connection's backend exits just after the client goes)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        for _ in range(50):
+            count: int = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                application_name,
+            )
+            if until is None or count == until:
+                break
+            await asyncio.sleep(0.1)
+        return count
+    finally:
+        await conn.close()
+
+
+async def test_async_with_create_pool_closes_the_pool_when_the_block_ends(
+    database_url: str,
+) -> None:
+    name = "acgs_pool_block"
+
+    def opening() -> PoolOpening:
+        return create_pool(
+            database_url, min_size=2, max_size=2, server_settings={"application_name": name}
+        )
+
+    async with opening() as pool:
+        assert await pool.fetchval("SHOW application_name") == name
+        assert await pool.fetchval("SELECT current_schema()") == "public"  # defaults kept
+        assert await _sessions(database_url, name) == 2
+    assert pool.asyncpg_pool.is_closing()
+    assert await _sessions(database_url, name, until=0) == 0
+
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        async with opening() as pool:
+            assert await _sessions(database_url, name) == 2
+            await pool.fetchval("SELECT 1 / 0")
+    assert pool.asyncpg_pool.is_closing()
+    assert await _sessions(database_url, name, until=0) == 0
+
+    async with await opening() as pool:  # an open pool, too
+        assert await pool.fetchval("SELECT 41 + 1") == 42
+        assert await _sessions(database_url, name) == 2
+    assert pool.asyncpg_pool.is_closing()
+    assert await _sessions(database_url, name, until=0) == 0

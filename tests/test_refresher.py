@@ -16,7 +16,7 @@ import pytest
 from conftest import start_throwaway_cluster
 from faults_support import until
 
-from acgs_db.pool import create_pool
+from acgs_db.pool import Pool, create_pool
 from acgs_db.refresher import MetricsRefresher
 from acgs_db.settings import Settings
 from acgs_db.tooling import schema
@@ -40,11 +40,19 @@ def _settings() -> Settings:
     return Settings.from_env({})
 
 
-def _refresher(pool: asyncpg.Pool, interval: float = 60.0, **options: float) -> MetricsRefresher:
-    return MetricsRefresher(pool, interval, settings=_settings(), **options)
+def _refresher(
+    pool: Pool, interval: float = 60.0, backoff_initial: float = 1.0
+) -> MetricsRefresher:
+    return MetricsRefresher(pool, interval, settings=_settings(), backoff_initial=backoff_initial)
 
 
-async def _lock_holders(pool: asyncpg.Pool) -> list[int]:
+async def _view_row(pool: Pool, tenant: str) -> asyncpg.Record:
+    row = await pool.fetchrow(VIEW_ROW, tenant)
+    assert row is not None
+    return row
+
+
+async def _lock_holders(pool: Pool) -> list[int]:
     return [r[0] for r in await pool.fetch(REFRESH_LOCK_HOLDERS)]
 
 
@@ -60,7 +68,7 @@ def _view_locked(url: str) -> Iterator[psycopg.Connection]:
             conn.rollback()
 
 
-async def _insert(pool: asyncpg.Pool, tenant: str, scores: list[str]) -> None:
+async def _insert(pool: Pool, tenant: str, scores: list[str]) -> None:
     await pool.execute(
         "INSERT INTO constitutional_validations (tenant_id, decision_id, compliance_score,"
         " processing_time_ms, created_at)"
@@ -75,7 +83,7 @@ async def _insert(pool: asyncpg.Pool, tenant: str, scores: list[str]) -> None:
 
 
 async def test_two_refreshers_at_once_one_refreshes_and_the_other_skips(
-    pool: asyncpg.Pool, database_url: str
+    pool: Pool, database_url: str
 ) -> None:
     first, second = _refresher(pool), _refresher(pool)
     with _view_locked(database_url) as blocker:
@@ -95,12 +103,12 @@ async def test_two_refreshers_at_once_one_refreshes_and_the_other_skips(
     assert await _lock_holders(pool) == []
 
 
-async def _has_holder(pool: asyncpg.Pool) -> bool:
+async def _has_holder(pool: Pool) -> bool:
     return bool(await _lock_holders(pool))
 
 
 async def test_a_refresh_in_another_session_makes_this_one_skip(
-    pool: asyncpg.Pool, database_url: str
+    pool: Pool, database_url: str
 ) -> None:
     refresher = _refresher(pool)
     with psycopg.connect(database_url) as other:  # refreshed, transaction still open
@@ -113,20 +121,20 @@ async def test_a_refresh_in_another_session_makes_this_one_skip(
 
 
 async def test_a_refresh_after_new_rows_changes_the_tenants_figures(
-    pool: asyncpg.Pool, tenant: str
+    pool: Pool, tenant: str
 ) -> None:
     refresher = _refresher(pool)
     await _insert(pool, tenant, ["0.99", "0.92", "0.50"])
     await refresher.refresh_once()
-    total, failed, violations, average, first_update = await pool.fetchrow(VIEW_ROW, tenant)
+    total, failed, violations, average, first_update = await _view_row(pool, tenant)
     assert (total, failed, violations) == (3, 2, 1)
     assert average == pytest.approx(Decimal("0.8033"), abs=Decimal("0.0001"))
 
     await _insert(pool, tenant, ["0.97", "0.10"])
-    assert (await pool.fetchrow(VIEW_ROW, tenant))[:3] == (3, 2, 1)  # until the next refresh
+    assert (await _view_row(pool, tenant))[:3] == (3, 2, 1)  # until the next refresh
 
     await refresher.refresh_once()
-    total, failed, violations, average, last_update = await pool.fetchrow(VIEW_ROW, tenant)
+    total, failed, violations, average, last_update = await _view_row(pool, tenant)
     assert (total, failed, violations) == (5, 3, 2)
     assert average == pytest.approx(Decimal("0.696"), abs=Decimal("0.0001"))
     assert last_update > first_update
@@ -136,7 +144,7 @@ async def test_a_refresh_after_new_rows_changes_the_tenants_figures(
 
 
 async def test_stop_during_a_refresh_cancels_it_and_leaves_no_lock_held(
-    pool: asyncpg.Pool, database_url: str
+    pool: Pool, database_url: str
 ) -> None:
     refresher = _refresher(pool, interval=60.0)
     with _view_locked(database_url):
@@ -155,7 +163,7 @@ async def test_stop_during_a_refresh_cancels_it_and_leaves_no_lock_held(
     assert (await refresher.refresh_once()).refreshed is True  # the pool is fine too
 
 
-async def _nothing_held_by(pool: asyncpg.Pool, pid: int) -> bool:
+async def _nothing_held_by(pool: Pool, pid: int) -> bool:
     locks = await pool.fetchval(
         "SELECT count(*) FROM pg_locks WHERE pid = $1"
         " AND (relation = 'acgs_exclusive'::regclass OR NOT granted)",
@@ -165,7 +173,7 @@ async def _nothing_held_by(pool: asyncpg.Pool, pid: int) -> bool:
 
 
 async def test_stop_lets_a_refresh_under_way_finish_within_the_grace(
-    pool: asyncpg.Pool, database_url: str
+    pool: Pool, database_url: str
 ) -> None:
     refresher = _refresher(pool, interval=60.0)
     with _view_locked(database_url) as blocker:
@@ -184,7 +192,7 @@ async def test_stop_lets_a_refresh_under_way_finish_within_the_grace(
 
 
 @pytest.fixture
-async def empty_pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
+async def empty_pool(fresh_database: str) -> AsyncIterator[Pool]:
     """A pool on a database without the schema, where every refresh fails."""
     p = await create_pool(fresh_database, min_size=1, max_size=2)
     yield p
@@ -192,7 +200,7 @@ async def empty_pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 async def test_status_counts_failures_until_a_success_resets_them(
-    empty_pool: asyncpg.Pool, fresh_database: str
+    empty_pool: Pool, fresh_database: str
 ) -> None:
     refresher = _refresher(empty_pool)
     for attempt in (1, 2):
@@ -217,7 +225,7 @@ async def test_status_counts_failures_until_a_success_resets_them(
 
 
 async def test_failures_back_off_exponentially_up_to_the_interval(
-    empty_pool: asyncpg.Pool, fresh_database: str
+    empty_pool: Pool, fresh_database: str
 ) -> None:
     refresher = _refresher(empty_pool, interval=0.8, backoff_initial=0.1)
     attempts: list[float] = []

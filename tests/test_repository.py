@@ -8,12 +8,12 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
-import asyncpg
 import pytest
 from conftest import count_rows
 
 from acgs_db import CONSTITUTIONAL_HASH, AcgsDbError, InvalidRecordError
 from acgs_db.errors import BulkInsertError
+from acgs_db.pool import Pool
 from acgs_db.records import ValidationRecord
 from acgs_db.repository import ValidationRepository
 from acgs_db.settings import Settings
@@ -56,7 +56,17 @@ async def test_scores_are_stored_at_the_column_precision(
 async def test_json_values_of_every_kind_round_trip(
     repo: ValidationRepository, tenant: str
 ) -> None:
-    values = [None, {}, [], "text", 3, 2.5, True, {"deep": [[[{"x": "y"}]]]}, "\\u0000 literal"]
+    values: list[object] = [
+        None,
+        {},
+        [],
+        "text",
+        3,
+        2.5,
+        True,
+        {"deep": [[[{"x": "y"}]]]},
+        "\\u0000 literal",
+    ]
     base = datetime(2026, 11, 1, tzinfo=UTC)
     records = [
         ValidationRecord(tenant, "d", 0.5, v, created_at=base + timedelta(seconds=i))
@@ -68,7 +78,7 @@ async def test_json_values_of_every_kind_round_trip(
 
 
 async def test_a_missing_created_at_is_the_server_transaction_time(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+    repo: ValidationRepository, pool: Pool, tenant: str
 ) -> None:
     before = await pool.fetchval("SELECT now()")
     await repo.bulk_insert([ValidationRecord(tenant, "d", 0.5), ValidationRecord(tenant, "d", 0.6)])
@@ -86,7 +96,7 @@ async def test_single_insert_returns_the_id(repo: ValidationRepository, tenant: 
 
 
 async def test_single_insert_checks_its_record(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+    repo: ValidationRepository, pool: Pool, tenant: str
 ) -> None:
     with pytest.raises(InvalidRecordError, match="compliance_score"):
         await repo.insert(ValidationRecord(tenant, "d", 2.0))
@@ -117,7 +127,7 @@ def _bad(tenant: str) -> list[ValidationRecord]:
 
 @pytest.mark.parametrize("case", range(13))
 async def test_a_bad_record_in_a_batch_names_its_index_and_writes_nothing(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str, case: int
+    repo: ValidationRepository, pool: Pool, tenant: str, case: int
 ) -> None:
     good = [ValidationRecord(tenant, f"d{i}", 0.9, {"i": i}, i) for i in range(5000)]
     batch = [*good[:2500], _bad(tenant)[case], *good[2500:]]
@@ -129,7 +139,7 @@ async def test_a_bad_record_in_a_batch_names_its_index_and_writes_nothing(
 
 
 async def test_commit_every_says_how_many_rows_were_committed(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+    repo: ValidationRepository, pool: Pool, tenant: str
 ) -> None:
     records = [ValidationRecord(tenant, "d", 0.9) for _ in range(25)]
     records.append(ValidationRecord(tenant, "d", 7.0))
@@ -142,7 +152,7 @@ async def test_commit_every_says_how_many_rows_were_committed(
 
 
 async def test_commit_every_writes_a_stream_in_chunks(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+    repo: ValidationRepository, pool: Pool, tenant: str
 ) -> None:
     records = (ValidationRecord(tenant, "d", 0.9) for _ in range(35))
     assert await repo.bulk_insert(records, commit_every=10) == 35
@@ -150,7 +160,7 @@ async def test_commit_every_writes_a_stream_in_chunks(
 
 
 async def test_a_server_side_failure_rolls_the_whole_call_back(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+    repo: ValidationRepository, pool: Pool, tenant: str
 ) -> None:
     records = [ValidationRecord(tenant, "d", 0.5) for _ in range(1000)]
 
@@ -166,7 +176,7 @@ async def test_a_server_side_failure_rolls_the_whole_call_back(
 
 
 async def test_a_server_error_is_a_bulk_insert_error_and_writes_nothing(
-    database_url: str, pool: asyncpg.Pool, tenant: str
+    database_url: str, pool: Pool, tenant: str
 ) -> None:
     from acgs_db.pool import create_pool
 
@@ -190,7 +200,7 @@ async def test_a_server_error_is_a_bulk_insert_error_and_writes_nothing(
 
 
 async def test_a_100k_row_copy_is_complete(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+    repo: ValidationRepository, pool: Pool, tenant: str
 ) -> None:
     base = datetime.now(UTC) - timedelta(days=3)
     records = [
@@ -279,7 +289,7 @@ async def test_decision_scores(repo: ValidationRepository, tenant: str) -> None:
 
 
 async def test_view_and_realtime_metrics_agree(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+    repo: ValidationRepository, pool: Pool, tenant: str
 ) -> None:
     now = datetime.now(UTC)
     records = [
@@ -313,7 +323,7 @@ async def test_view_and_realtime_metrics_agree(
 
 
 async def test_a_tenant_missing_from_the_view_gets_realtime_figures(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+    repo: ValidationRepository, pool: Pool, tenant: str
 ) -> None:
     await pool.execute("SELECT refresh_tenant_metrics_24h()")
     assert await repo.tenant_metrics(tenant) is None
@@ -366,7 +376,7 @@ async def test_cache_hit_update_and_expiry(repo: ValidationRepository, tenant: s
 
 
 async def test_purge_removes_only_expired_entries(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+    repo: ValidationRepository, pool: Pool, tenant: str
 ) -> None:
     await repo.cache_decision(tenant, "old", 0.9)
     await pool.execute(

@@ -70,7 +70,7 @@ VIEW = SQL("SELECT {columns} FROM tenant_constitutional_metrics_24h").format(
 
 def _view_equals_seed(conn: psycopg.Connection) -> tuple[int, ...]:
     """Refresh, then compare in the same transaction (same now()) both ways; also per tenant."""
-    seed = SQL(SEED_SQL)  # type: ignore[arg-type]  # a constant loaded from sql/schema
+    seed = SQL(SEED_SQL)  # a constant loaded from sql/schema
     counts = []
     with conn.transaction():
         conn.execute("SELECT refresh_tenant_metrics_24h()")
@@ -101,7 +101,7 @@ def _ranges_equal_seed(conn: psycopg.Connection) -> tuple[int, ...]:
     """tenant_metrics_range() EXCEPT the seed's SQL over the same range, both ways, per range,
     in one transaction (pending deltas included: no fold here)."""
     assert SEED_RANGE != SEED_SQL
-    seed = SQL(SEED_RANGE)  # type: ignore[arg-type]  # a constant derived from sql/schema
+    seed = SQL(SEED_RANGE)  # a constant derived from sql/schema
     counts = []
     with conn.transaction():
         now = conn.execute("SELECT now()").fetchone()
@@ -191,6 +191,7 @@ def test_view_equals_the_seed_sql_after_any_interleaving(
         _reset(conn)
         for kind, argument in script:
             if kind in ("copy", "insert"):
+                assert isinstance(argument, list)
                 _write(conn, kind, argument)
             elif kind == "delete":
                 # Validations are append-only (migration 0010); the capture's delete path,

@@ -38,7 +38,7 @@ from acgs_db.scale_out import (
     distributed_tables,
 )
 
-Conn = psycopg.Connection[Any]
+Conn = psycopg.Connection
 DISTRIBUTED = distributed_tables()
 # A condition on the distribution column against a bind parameter, e.g. "(r.tenant_id =
 # ($1)::text)" or "((d.tenant_id)::text = ($1)::text)".

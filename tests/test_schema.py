@@ -28,7 +28,7 @@ def test_validations_table_is_range_partitioned_by_created_at(conn: psycopg.Conn
 
 
 def test_monthly_partitions_cover_now_and_three_months_ahead(conn: psycopg.Connection) -> None:
-    bounds = conn.execute(
+    bounds: list[tuple[str, str]] = conn.execute(
         """
         SELECT c.relname, pg_get_expr(c.relpartbound, c.oid)
         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -96,7 +96,7 @@ def test_check_constraints_reject_out_of_range_values(
 
 
 def test_required_columns_are_not_null(conn: psycopg.Connection) -> None:
-    nullable = dict(
+    nullable: dict[str, bool] = dict(
         conn.execute(
             """
             SELECT attname, NOT attnotnull FROM pg_attribute
@@ -126,7 +126,7 @@ def test_primary_key_holds_tenant_and_partition_key(conn: psycopg.Connection) ->
 
 
 def test_index_definitions(conn: psycopg.Connection) -> None:
-    indexes = dict(
+    indexes: dict[str, str] = dict(
         conn.execute(
             "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index "
             "WHERE indrelid = 'constitutional_validations'::regclass"

@@ -25,6 +25,7 @@ from acgs_db import (
     tenants,
 )
 from acgs_db.errors import BulkInsertError
+from acgs_db.pool import Pool
 from acgs_db.settings import Settings
 from acgs_db.tenants import TenantLoginError
 from acgs_db.tooling.cli import app
@@ -67,12 +68,12 @@ def logins(database_url: str) -> Iterator[Logins]:
             conn.execute(f'DROP ROLE "{names[kind]}"')
 
 
-async def _pool(url: str) -> asyncpg.Pool:
+async def _pool(url: str) -> Pool:
     return await create_pool(url, settings=SETTINGS, min_size=1, max_size=3)
 
 
 @pytest.fixture
-async def as_role(logins: Logins) -> AsyncIterator[dict[str, asyncpg.Pool]]:
+async def as_role(logins: Logins) -> AsyncIterator[dict[str, Pool]]:
     pools = {kind: await _pool(url) for kind, url in logins.urls.items()}
     yield pools
     for p in pools.values():
@@ -149,9 +150,8 @@ def test_no_routine_of_the_store_is_public(conn: psycopg.Connection) -> None:
         " AND has_function_privilege('public', p.oid, 'EXECUTE')"
     ).fetchall()
     assert public == []
-    assert not conn.execute("SELECT has_schema_privilege('public', 'public', 'CREATE')").fetchone()[
-        0
-    ]
+    created = conn.execute("SELECT has_schema_privilege('public', 'public', 'CREATE')").fetchone()
+    assert created == (False,)
 
 
 def test_the_view_refreshes_under_postgresql_17s_restricted_search_path(
@@ -169,7 +169,7 @@ def test_the_view_refreshes_under_postgresql_17s_restricted_search_path(
 # -- service roles ---------------------------------------------------------------------------
 
 
-async def test_the_writer_writes_and_reads(as_role: dict[str, asyncpg.Pool], tenant: str) -> None:
+async def test_the_writer_writes_and_reads(as_role: dict[str, Pool], tenant: str) -> None:
     repo = ValidationRepository(as_role["writer"], SETTINGS)
     assert await repo.bulk_insert([ValidationRecord(tenant, "d", 0.9)] * 3, batch_id=tenant) == 3
     await repo.insert(ValidationRecord(tenant, "d", 0.8))
@@ -181,9 +181,7 @@ async def test_the_writer_writes_and_reads(as_role: dict[str, asyncpg.Pool], ten
     assert metrics is not None and metrics.total_validations == 4
 
 
-async def test_the_reader_only_reads(
-    as_role: dict[str, asyncpg.Pool], pool: asyncpg.Pool, tenant: str
-) -> None:
+async def test_the_reader_only_reads(as_role: dict[str, Pool], pool: Pool, tenant: str) -> None:
     await ValidationRepository(pool, SETTINGS).insert(ValidationRecord(tenant, "d", 0.5))
     repo = ValidationRepository(as_role["reader"], SETTINGS)
     assert len(await repo.history(tenant, "d")) == 1
@@ -196,7 +194,7 @@ async def test_the_reader_only_reads(
         await as_role["reader"].execute("SELECT refresh_tenant_metrics_24h()")
 
 
-async def test_the_refresher_only_refreshes(as_role: dict[str, asyncpg.Pool], tenant: str) -> None:
+async def test_the_refresher_only_refreshes(as_role: dict[str, Pool], tenant: str) -> None:
     result = await MetricsRefresher(as_role["refresher"], settings=SETTINGS).refresh_once()
     assert result.refreshed
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
@@ -206,7 +204,7 @@ async def test_the_refresher_only_refreshes(as_role: dict[str, asyncpg.Pool], te
 
 
 async def test_the_refresh_ignores_the_callers_search_path(
-    as_role: dict[str, asyncpg.Pool], pool: asyncpg.Pool
+    as_role: dict[str, Pool], pool: Pool
 ) -> None:
     # A schema that shadows the view's name comes first in the caller's search_path; the
     # SECURITY DEFINER function's pinned search_path still refreshes the real view.
@@ -231,7 +229,7 @@ OLD_ADVISORY_KEYS = (
 
 @pytest.mark.parametrize("kind", ["reader", "tenant_a"])
 async def test_no_reader_or_tenant_can_stall_the_fold_or_make_refreshes_skip(
-    as_role: dict[str, asyncpg.Pool], pool: asyncpg.Pool, kind: str
+    as_role: dict[str, Pool], pool: Pool, kind: str
 ) -> None:
     async with as_role[kind].acquire() as hostile:
         await hostile.execute("BEGIN")
@@ -257,7 +255,7 @@ async def test_no_reader_or_tenant_can_stall_the_fold_or_make_refreshes_skip(
         await hostile.execute("SELECT pg_advisory_unlock_all()")
 
 
-async def test_one_refresh_at_a_time_the_second_skips(as_role: dict[str, asyncpg.Pool]) -> None:
+async def test_one_refresh_at_a_time_the_second_skips(as_role: dict[str, Pool]) -> None:
     async with as_role["writer"].acquire() as first, as_role["refresher"].acquire() as second:
         async with first.transaction():
             assert await first.fetchval("SELECT refresh_tenant_metrics_24h()") is True
@@ -269,7 +267,7 @@ async def test_one_refresh_at_a_time_the_second_skips(as_role: dict[str, asyncpg
 
 
 async def test_a_tenant_login_sees_and_writes_its_tenant_only(
-    as_role: dict[str, asyncpg.Pool], logins: Logins, victim: str
+    as_role: dict[str, Pool], logins: Logins, victim: str
 ) -> None:
     scoped = ValidationRepository(as_role["tenant_a"], SETTINGS, tenant_scoped=True)
     assert await scoped.bound_tenant() == logins.a
@@ -287,7 +285,7 @@ async def test_a_tenant_login_sees_and_writes_its_tenant_only(
 
 
 async def test_a_tenant_scoped_repository_refuses_calls_naming_another_tenant(
-    as_role: dict[str, asyncpg.Pool], logins: Logins, victim: str
+    as_role: dict[str, Pool], logins: Logins, victim: str
 ) -> None:
     scoped = ValidationRepository(as_role["tenant_a"], SETTINGS, tenant_scoped=True)
     calls = [
@@ -310,9 +308,7 @@ async def test_a_tenant_scoped_repository_refuses_calls_naming_another_tenant(
     assert await scoped.history(logins.a, "d") == []
 
 
-async def test_a_login_bound_to_nothing_sees_nothing(
-    as_role: dict[str, asyncpg.Pool], victim: str
-) -> None:
+async def test_a_login_bound_to_nothing_sees_nothing(as_role: dict[str, Pool], victim: str) -> None:
     with pytest.raises(TenantScopeError, match="bound to no tenant"):
         await ValidationRepository(as_role["unbound"], SETTINGS, tenant_scoped=True).history(
             victim, "shared"
@@ -331,7 +327,7 @@ async def test_a_login_bound_to_nothing_sees_nothing(
 
 
 async def test_settings_and_role_changes_do_not_move_a_tenant_login(
-    as_role: dict[str, asyncpg.Pool], logins: Logins, victim: str
+    as_role: dict[str, Pool], logins: Logins, victim: str
 ) -> None:
     async with as_role["tenant_a"].acquire() as conn:
         for move in (
@@ -370,7 +366,7 @@ async def test_settings_and_role_changes_do_not_move_a_tenant_login(
 
 
 async def test_tenant_metrics_show_the_bound_tenant_only(
-    as_role: dict[str, asyncpg.Pool], pool: asyncpg.Pool, logins: Logins, victim: str
+    as_role: dict[str, Pool], pool: Pool, logins: Logins, victim: str
 ) -> None:
     await ValidationRepository(pool, SETTINGS).insert(ValidationRecord(logins.a, "d", 0.2))
     await pool.execute("SELECT refresh_tenant_metrics_24h()")
@@ -395,7 +391,7 @@ async def test_tenant_metrics_show_the_bound_tenant_only(
         await conn.execute("RESET acgs.tenant_id")
 
 
-async def test_row_level_security_is_forced_on_both_tables(pool: asyncpg.Pool) -> None:
+async def test_row_level_security_is_forced_on_both_tables(pool: Pool) -> None:
     rows = await pool.fetch(
         "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname IN"
         " ('constitutional_validations', 'decision_validation_cache') ORDER BY 1"

@@ -27,19 +27,18 @@ from acgs_db import (
     ValidationRepository,
     WriterClosedError,
     WriterOverloaded,
-    schema,
 )
 from acgs_db.metrics import Metrics
-from acgs_db.pool import create_pool
+from acgs_db.pool import Pool, create_pool
+from acgs_db.tooling import schema
 from acgs_db.writer import AuditWriter
 
 
-def _record(tenant: str, n: int, **changes: object) -> ValidationRecord:
-    record = ValidationRecord(tenant, f"d{n % 7}", Decimal(n % 100) / 100, {"n": n}, n % 500)
-    return record._replace(**changes)
+def _record(tenant: str, n: int) -> ValidationRecord:
+    return ValidationRecord(tenant, f"d{n % 7}", Decimal(n % 100) / 100, {"n": n}, n % 500)
 
 
-async def _stored_numbers(pool: asyncpg.Pool, tenant: str) -> list[int]:
+async def _stored_numbers(pool: Pool, tenant: str) -> list[int]:
     rows = await pool.fetch(
         "SELECT (validation_details->>'n')::int FROM constitutional_validations"
         " WHERE tenant_id = $1",
@@ -76,7 +75,7 @@ async def _claims_waiting(conn: asyncpg.Connection, n: int) -> None:
 
 
 async def test_every_acknowledged_record_is_stored_exactly_once(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+    repo: ValidationRepository, pool: Pool, tenant: str
 ) -> None:
     """Many producers, random pauses and small random batch limits; some callers give up
     (a timeout cancels them) at random moments. Every acknowledged record is stored once; a
@@ -117,7 +116,7 @@ async def test_every_acknowledged_record_is_stored_exactly_once(
 
 
 async def test_a_caller_cancelled_while_queued_is_never_written(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str, database_url: str
+    repo: ValidationRepository, pool: Pool, tenant: str, database_url: str
 ) -> None:
     async with repo.audit_writer(connections=1) as writer:
         async with _ledger_locked(database_url) as admin:
@@ -136,9 +135,9 @@ async def test_a_caller_cancelled_while_queued_is_never_written(
 
 
 async def test_a_bad_record_fails_only_its_own_write(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+    repo: ValidationRepository, pool: Pool, tenant: str
 ) -> None:
-    bad = _record(tenant, 999, compliance_score=3.0)
+    bad = _record(tenant, 999)._replace(compliance_score=3.0)
     async with repo.audit_writer() as writer:
         results = await asyncio.gather(
             *(writer.write(_record(tenant, n)) for n in range(50)),
@@ -188,9 +187,8 @@ async def test_a_record_the_server_refuses_fails_alone(refusing_database: str) -
                 first = asyncio.create_task(writer.write(_record("t", 0)))
                 await _claims_waiting(admin, 1)
                 tasks = [asyncio.create_task(writer.write(_record("t", n))) for n in range(1, 41)]
-                tasks.insert(
-                    20, asyncio.create_task(writer.write(_record("t", 99, decision_id="refused")))
-                )
+                refused = _record("t", 99)._replace(decision_id="refused")
+                tasks.insert(20, asyncio.create_task(writer.write(refused)))
                 await until(lambda: writer.status.queued == 41)
             await first
             results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -208,7 +206,7 @@ async def test_a_record_the_server_refuses_fails_alone(refusing_database: str) -
 
 
 async def test_backpressure_at_max_queue(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str, database_url: str
+    repo: ValidationRepository, pool: Pool, tenant: str, database_url: str
 ) -> None:
     async with repo.audit_writer(connections=1, max_queue=5) as writer:
         async with _ledger_locked(database_url) as admin:
@@ -227,7 +225,7 @@ async def test_backpressure_at_max_queue(
 
 
 async def test_a_producer_that_outruns_the_server_keeps_the_queue_bounded(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+    repo: ValidationRepository, pool: Pool, tenant: str
 ) -> None:
     """5,000 writes started at once against max_queue=50: the queue never holds more than 50
     and at most connections x max_batch records are in flight."""
@@ -250,7 +248,7 @@ async def test_a_producer_that_outruns_the_server_keeps_the_queue_bounded(
 
 
 async def test_leaving_the_context_flushes_what_is_queued(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+    repo: ValidationRepository, pool: Pool, tenant: str
 ) -> None:
     async with repo.audit_writer() as writer:
         tasks = [asyncio.create_task(writer.write(_record(tenant, n))) for n in range(300)]
@@ -264,7 +262,7 @@ async def test_leaving_the_context_flushes_what_is_queued(
 
 
 async def test_created_at_none_is_the_batch_transaction_time(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str
+    repo: ValidationRepository, pool: Pool, tenant: str
 ) -> None:
     async with repo.audit_writer() as writer:
         await asyncio.gather(*(writer.write(_record(tenant, n)) for n in range(200)))
@@ -276,15 +274,13 @@ async def test_created_at_none_is_the_batch_transaction_time(
     assert mismatched == 0
 
 
-async def test_a_tenant_scoped_repository_refuses_clearly(pool: asyncpg.Pool) -> None:
+async def test_a_tenant_scoped_repository_refuses_clearly(pool: Pool) -> None:
     scoped = ValidationRepository(pool, Settings.from_env({}), tenant_scoped=True)
     with pytest.raises(AcgsDbError, match="not available for tenant-scoped"):
         scoped.audit_writer()
 
 
-async def test_metrics_and_status_count_records_and_batches(
-    pool: asyncpg.Pool, tenant: str
-) -> None:
+async def test_metrics_and_status_count_records_and_batches(pool: Pool, tenant: str) -> None:
     metrics = Metrics()
     repo = ValidationRepository(pool, Settings.from_env({}), metrics=metrics)
     async with repo.audit_writer(max_batch=10) as writer:
@@ -301,7 +297,7 @@ async def test_metrics_and_status_count_records_and_batches(
 
 
 async def test_an_idle_server_gets_a_record_at_once_and_a_busy_one_a_fuller_batch(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str, database_url: str
+    repo: ValidationRepository, pool: Pool, tenant: str, database_url: str
 ) -> None:
     """``max_delay`` is a linger only while another batch is in flight: with nothing in
     flight a record is sent at once (no timer, even a long one); with a batch in flight the
@@ -323,7 +319,7 @@ async def test_an_idle_server_gets_a_record_at_once_and_a_busy_one_a_fuller_batc
 
 
 async def test_writes_waiting_for_room_when_the_writer_closes_are_refused(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str, database_url: str
+    repo: ValidationRepository, pool: Pool, tenant: str, database_url: str
 ) -> None:
     writer = repo.audit_writer(connections=1, max_queue=2)
     await writer.start()
@@ -345,7 +341,7 @@ async def test_writes_waiting_for_room_when_the_writer_closes_are_refused(
 
 
 async def test_a_cancelled_close_answers_every_caller(
-    repo: ValidationRepository, pool: asyncpg.Pool, tenant: str, database_url: str
+    repo: ValidationRepository, pool: Pool, tenant: str, database_url: str
 ) -> None:
     """The close itself is cancelled (a shutdown deadline) while a batch is stuck: the caller
     in flight hears that its record may have been committed, the queued ones that theirs was

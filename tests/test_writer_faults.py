@@ -26,6 +26,7 @@ from faults_support import (
 )
 
 from acgs_db import AuditWriteError, ValidationRecord, ValidationRepository
+from acgs_db.pool import Pool
 from acgs_db.tooling.devdb import DevCluster
 from acgs_db.writer import AuditWriter
 
@@ -39,7 +40,7 @@ def _record(n: int) -> ValidationRecord:
     return ValidationRecord(TENANT, f"d{n % 11}", Decimal(n % 100) / 100, {"n": n}, n % 300)
 
 
-async def _stored(conn: asyncpg.Connection | asyncpg.Pool) -> list[int]:
+async def _stored(conn: asyncpg.Connection | Pool) -> list[int]:
     rows = await conn.fetch(
         "SELECT (validation_details->>'n')::int FROM constitutional_validations"
         " WHERE tenant_id = $1",
@@ -77,7 +78,7 @@ class Producers:
         await asyncio.gather(*self._tasks)
 
 
-async def _check_exactly_once(pool: asyncpg.Pool, producers: Producers) -> list[int]:
+async def _check_exactly_once(pool: Pool, producers: Producers) -> list[int]:
     stored = await _stored(pool)
     assert len(stored) == len(set(stored)), "a record was stored twice"
     assert producers.acknowledged <= set(stored), "an acknowledged record is missing"

@@ -22,7 +22,7 @@ import psycopg
 
 from acgs_db import ledger
 from acgs_db.bench.scratch import scratch_database
-from acgs_db.pool import create_pool
+from acgs_db.pool import AnyConnection, create_pool
 from acgs_db.records import ValidationRecord
 from acgs_db.repository import ValidationRepository
 from acgs_db.resources import load_sql
@@ -47,7 +47,7 @@ def _median(values: Sequence[float]) -> float:
     return ordered[len(ordered) // 2]
 
 
-async def _reset(conn: asyncpg.Connection) -> None:
+async def _reset(conn: AnyConnection) -> None:
     await conn.execute(load_sql("bench/empty_tables"), timeout=_LONG)
     await conn.execute(load_sql("bench/checkpoint"), timeout=_LONG)
 

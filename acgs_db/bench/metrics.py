@@ -24,18 +24,18 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 from psycopg import sql
 
 from acgs_db.bench.pgbench import Percentiles
 from acgs_db.bench.rollup import Options as RollupOptions
 from acgs_db.bench.rollup import generate_rows
 from acgs_db.bench.scratch import scratch_database
-from acgs_db.pool import create_pool
+from acgs_db.pool import AnyConnection, Pool, create_pool
 from acgs_db.repository import ValidationRepository
 from acgs_db.resources import load_sql
 from acgs_db.settings import Settings
@@ -83,7 +83,7 @@ def seed_over_range() -> str:
 
 
 async def _tail_rows(
-    conn: asyncpg.Connection, tenant: str, rows: int, start: datetime, end: datetime
+    conn: AnyConnection, tenant: str, rows: int, start: datetime, end: datetime
 ) -> None:
     span = end - start
     for done in range(0, rows, _CHUNK):
@@ -98,7 +98,7 @@ async def _tail_rows(
         )
 
 
-async def _micros(call: Any) -> int:
+async def _micros(call: Callable[..., Awaitable[object]]) -> int:
     started = time.perf_counter_ns()
     await call()
     return (time.perf_counter_ns() - started) // 1000
@@ -186,9 +186,7 @@ async def scenario(url: str, options: Options) -> dict[str, Any]:
     }
 
 
-async def _realtime(
-    pool: asyncpg.Pool, options: Options, tenants: dict[str, str]
-) -> dict[str, Any]:
+async def _realtime(pool: Pool, options: Options, tenants: dict[str, str]) -> dict[str, Any]:
     """p50/p99 of the real-time 24-hour statement per tenant, with tenant_metrics_24h() v3
     (migration 0011) and v2 (before it) swapped in alternately, two rounds each."""
     query = load_sql("queries/metrics_realtime")
@@ -220,7 +218,7 @@ async def _realtime(
     return out
 
 
-async def _fold_cost(pool: asyncpg.Pool, options: Options) -> dict[str, Any]:
+async def _fold_cost(pool: Pool, options: Options) -> dict[str, Any]:
     """Seconds to fold ``fold_rows`` new rows with the current fold and with the previous one,
     alternately; the previous one stays in place afterwards (this is the last step)."""
     times: dict[str, list[float]] = {"rollup_fold_v3": [], "rollup_fold_v2": []}

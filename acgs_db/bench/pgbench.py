@@ -279,7 +279,7 @@ _NOT_LOADER_IDS = (
 )
 
 
-def connect(url: str, settings: Settings) -> psycopg.Connection[tuple[Any, ...]]:
+def connect(url: str, settings: Settings) -> psycopg.Connection:
     """An autocommit connection in the audit store's schema; one clear error when it fails."""
     try:
         return psycopg.connect(
@@ -295,7 +295,7 @@ def connect(url: str, settings: Settings) -> psycopg.Connection[tuple[Any, ...]]
 
 
 def inspect_data(
-    conn: psycopg.Connection[tuple[Any, ...]],
+    conn: psycopg.Connection,
     *,
     tenants: int | None = None,
     decisions: int | None = None,
@@ -330,7 +330,7 @@ def inspect_data(
     return DataShape(tenants, decisions, int(estimated), int(cache_entries), str(version))
 
 
-def prepare(conn: psycopg.Connection[tuple[Any, ...]], script: Script) -> None:
+def prepare(conn: psycopg.Connection, script: Script) -> None:
     """Bring the state a script expects: a fresh 24-hour view, a warm decision cache."""
     if script.refresh_view:
         conn.execute(load_sql("queries/refresh"))

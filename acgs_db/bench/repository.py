@@ -44,7 +44,7 @@ from acgs_db.bench.pgbench import Percentiles, RunOptions, ScriptName
 from acgs_db.bench.pgbench import run as run_pgbench
 from acgs_db.bench.scratch import scratch_database, url_as
 from acgs_db.constants import CONSTITUTIONAL_HASH, VALIDATIONS_TABLE
-from acgs_db.pool import create_pool, init_connection
+from acgs_db.pool import AnyConnection, create_pool, init_connection
 from acgs_db.records import COPY_COLUMNS, Limits, ValidationRecord, copy_row
 from acgs_db.refresher import MetricsRefresher
 from acgs_db.repository import ValidationRepository
@@ -97,7 +97,7 @@ def _raw_tuples(records: Sequence[ValidationRecord], limits: Limits) -> list[tup
     return rows
 
 
-async def _reset(conn: asyncpg.Connection) -> None:
+async def _reset(conn: AnyConnection) -> None:
     await conn.execute(load_sql("bench/empty_tables"), timeout=_LONG)
     await conn.execute(load_sql("bench/checkpoint"), timeout=_LONG)
 
@@ -216,7 +216,7 @@ def bench_memory(url: str, rows: int) -> dict[str, Any]:
 # -- reads ----------------------------------------------------------------------------------
 
 
-async def _latencies(call: Callable[[], Awaitable[Any]], calls: int) -> Percentiles:
+async def _latencies(call: Callable[[], Awaitable[object]], calls: int) -> Percentiles:
     micros = []
     for _ in range(calls):
         started = time.perf_counter_ns()
@@ -227,12 +227,12 @@ async def _latencies(call: Callable[[], Awaitable[Any]], calls: int) -> Percenti
     return result
 
 
-async def _qps(calls: Sequence[Callable[[], Awaitable[Any]]], seconds: float) -> float:
+async def _qps(calls: Sequence[Callable[[], Awaitable[object]]], seconds: float) -> float:
     """Calls per second of concurrent workers, one per callable, for ``seconds``."""
     done = 0
     deadline = time.perf_counter() + seconds
 
-    async def worker(call: Callable[[], Awaitable[Any]]) -> None:
+    async def worker(call: Callable[[], Awaitable[object]]) -> None:
         nonlocal done
         while time.perf_counter() < deadline:
             await call()
@@ -260,12 +260,12 @@ async def bench_reads(url: str, options: Options, settings: Settings) -> dict[st
         def pick() -> tuple[str, str]:
             return pairs[rng.randrange(len(pairs))]
 
-        async def repo_history() -> Any:
+        async def repo_history() -> object:
             tenant, decision = pick()
             return await repo.history(tenant, decision)
 
-        def raw_history(conn: asyncpg.Connection) -> Callable[[], Awaitable[Any]]:
-            async def call() -> Any:
+        def raw_history(conn: AnyConnection) -> Callable[[], Awaitable[object]]:
+            async def call() -> object:
                 tenant, decision = pick()
                 return await conn.fetch(history_sql, tenant, decision, CONSTITUTIONAL_HASH, 10)
 
@@ -277,15 +277,15 @@ async def bench_reads(url: str, options: Options, settings: Settings) -> dict[st
         try:
             single = ValidationRepository(one_pool, settings)
 
-            async def single_history() -> Any:
+            async def single_history() -> object:
                 tenant, decision = pick()
                 return await single.history(tenant, decision)
 
-            async def single_raw() -> Any:
+            async def single_raw() -> object:
                 tenant, decision = pick()
                 return await one.fetch(history_sql, tenant, decision, CONSTITUTIONAL_HASH, 10)
 
-            async def single_metrics() -> Any:
+            async def single_metrics() -> object:
                 return await single.tenant_metrics(pick()[0])
 
             await _latencies(single_history, 500)  # warm caches and prepared statements
@@ -369,11 +369,11 @@ async def _rls_cost(
             scoped = ValidationRepository(scoped_pool, settings, tenant_scoped=True)
             rng = random.Random(11)
 
-            async def plain_call() -> Any:
+            async def plain_call() -> object:
                 tenant, decision = pairs[rng.randrange(len(pairs))]
                 return await plain.history(tenant, decision)
 
-            async def scoped_call() -> Any:
+            async def scoped_call() -> object:
                 tenant, decision = pairs[rng.randrange(len(pairs))]
                 return await scoped.history(tenant, decision)
 

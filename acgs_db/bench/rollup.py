@@ -28,12 +28,11 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 from psycopg import sql
 
 from acgs_db.bench.pgbench import Percentiles
 from acgs_db.bench.scratch import scratch_database
-from acgs_db.pool import create_pool
+from acgs_db.pool import AnyConnection, create_pool
 from acgs_db.repository import ValidationRepository
 from acgs_db.resources import load_sql
 from acgs_db.settings import Settings
@@ -65,14 +64,14 @@ def _seed() -> sql.Composable:
     return sql.SQL(load_sql("schema/seed_metrics_24h"))
 
 
-async def _timed(call: Callable[[], Awaitable[Any]]) -> float:
+async def _timed(call: Callable[[], Awaitable[object]]) -> float:
     started = time.perf_counter()
     await call()
     return time.perf_counter() - started
 
 
 async def generate_rows(
-    conn: asyncpg.Connection,
+    conn: AnyConnection,
     rows: int,
     start: datetime,
     end: datetime,
@@ -99,13 +98,13 @@ async def generate_rows(
     return time.perf_counter() - started
 
 
-async def _seed_recompute(conn: asyncpg.Connection) -> float:
+async def _seed_recompute(conn: AnyConnection) -> float:
     """Seconds to evaluate the seed's definition on the raw rows (the full recompute)."""
     query = sql.SQL(load_sql("bench/seed_count")).format(seed=_seed()).as_string(None)
     return await _timed(lambda: conn.fetchval(query, timeout=_LONG))
 
 
-async def _exact(conn: asyncpg.Connection) -> bool:
+async def _exact(conn: AnyConnection) -> bool:
     """Refresh, then compare the view with the seed's SQL both ways in the same transaction."""
     view = sql.SQL(load_sql("bench/view_rows"))
     differences = []
@@ -117,7 +116,7 @@ async def _exact(conn: asyncpg.Connection) -> bool:
     return differences == [0, 0]
 
 
-async def _refresh(conn: asyncpg.Connection) -> float:
+async def _refresh(conn: AnyConnection) -> float:
     return await _timed(lambda: conn.fetchval(load_sql("queries/refresh"), timeout=_LONG))
 
 

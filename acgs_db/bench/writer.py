@@ -28,7 +28,7 @@ import asyncpg
 
 from acgs_db.bench.pgbench import Percentiles
 from acgs_db.bench.scratch import scratch_database
-from acgs_db.pool import create_pool
+from acgs_db.pool import AnyConnection, create_pool
 from acgs_db.records import ValidationRecord
 from acgs_db.repository import ValidationRepository
 from acgs_db.resources import load_sql
@@ -61,7 +61,7 @@ class _Run:
 
 
 async def _drive(
-    call: Callable[[ValidationRecord], Awaitable[Any]],
+    call: Callable[[ValidationRecord], Awaitable[object]],
     records: Sequence[ValidationRecord],
     producers: int,
     rate: float | None,
@@ -97,12 +97,12 @@ def _figures(run: _Run, rows: int) -> dict[str, Any]:
     }
 
 
-async def _reset(conn: asyncpg.Connection) -> None:
+async def _reset(conn: AnyConnection) -> None:
     await conn.execute(load_sql("bench/empty_tables"), timeout=_LONG)
     await conn.execute(load_sql("bench/checkpoint"), timeout=_LONG)
 
 
-async def _stored(conn: asyncpg.Connection) -> int:
+async def _stored(conn: AnyConnection) -> int:
     return int(await conn.fetchval(load_sql("bench/count_validations")))
 
 

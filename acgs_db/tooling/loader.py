@@ -14,9 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
-
-import asyncpg
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from acgs_db.constants import CONSTITUTIONAL_HASH
 from acgs_db.errors import ConfigurationError, SchemaNotReadyError
@@ -25,6 +23,10 @@ from acgs_db.repository import ValidationRepository
 from acgs_db.resources import load_sql
 from acgs_db.settings import Settings
 from acgs_db.tooling.synthetic import Workload, generate
+
+if TYPE_CHECKING:
+    from acgs_db.pool import Pool
+    from acgs_db.records import ValidationRecord
 
 DEFAULT_COMMIT_EVERY = 200_000
 """Rows per COPY transaction: big enough to cost nothing measurable, small enough to keep WAL
@@ -101,9 +103,12 @@ def check_workload(workload: Workload, *, cache: bool = True) -> None:
         )
 
 
+T = TypeVar("T")
+
+
 def counted(
-    records: Iterable[Any], on_rows: Callable[[int], None], every: int = PROGRESS_EVERY
-) -> Iterator[Any]:
+    records: Iterable[T], on_rows: Callable[[int], None], every: int = PROGRESS_EVERY
+) -> Iterator[T]:
     """Yield ``records`` unchanged, calling ``on_rows(n)`` every ``every`` items and at the end."""
     pending = 0
     for record in records:
@@ -116,12 +121,12 @@ def counted(
         on_rows(pending)
 
 
-async def schema_ready(pool: asyncpg.Pool) -> bool:
+async def schema_ready(pool: Pool) -> bool:
     """True when the audit store's tables exist (the database was migrated)."""
     return bool(await pool.fetchval(load_sql("bench/schema_ready")))
 
 
-async def fill_cache(pool: asyncpg.Pool, tenants: int, decisions: int) -> int:
+async def fill_cache(pool: Pool, tenants: int, decisions: int) -> int:
     """One fresh decision-cache entry per tenant and decision; return how many were written."""
     status = await pool.execute(
         load_sql("bench/fill_cache"), tenants, decisions, CONSTITUTIONAL_HASH, timeout=_NO_TIMEOUT
@@ -130,7 +135,7 @@ async def fill_cache(pool: asyncpg.Pool, tenants: int, decisions: int) -> int:
 
 
 async def load(
-    pool: asyncpg.Pool,
+    pool: Pool,
     workload: Workload,
     *,
     settings: Settings | None = None,
@@ -156,7 +161,7 @@ async def load(
         if on_phase is not None:
             on_phase(name)
 
-    records: Iterable[Any] = generate(workload)
+    records: Iterable[ValidationRecord] = generate(workload)
     if on_rows is not None:
         records = counted(records, on_rows)
     repo = ValidationRepository(pool, settings)

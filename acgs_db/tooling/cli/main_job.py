@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from decimal import Decimal
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -175,7 +176,7 @@ async def _demo(url: str, settings: Settings, rows: int, tenants: int) -> None:
         await pool.close()
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: float | Decimal | None) -> str:
     if isinstance(value, float):
         return f"{value:.2f}"
     if value is None:
