@@ -57,17 +57,18 @@ DYNAMIC: dict[tuple[str, str], tuple[str, ...]] = {
 
 @dataclass(frozen=True, slots=True)
 class ByCall:
-    """``load_sql(f"{folder}{name}")`` inside a helper whose argument ``position`` (a literal
-    at every call in the same file) is the name."""
+    """``load_sql(f"{folder}{name}")`` reached through helpers: each call of a helper in the
+    same file passes the name as a literal at the helper's position (helper name -> position)."""
 
     folder: str
-    helper: str
-    position: int
+    helpers: dict[str, int]
 
 
 BY_CALL: dict[tuple[str, str], ByCall] = {
-    ("acgs_db/repository.py", "f'queries/{name}'"): ByCall("queries/", "_run", 1),
-    ("acgs_db/tenants.py", "f'tenants/{name}'"): ByCall("tenants/", "_statement", 0),
+    ("acgs_db/repository.py", "f'queries/{name}'"): ByCall(
+        "queries/", {"_fetch": 0, "_fetchrow": 0, "_fetchval": 0, "_execute": 0}
+    ),
+    ("acgs_db/tenants.py", "f'tenants/{name}'"): ByCall("tenants/", {"_statement": 0}),
 }
 
 # Inline SQL-looking strings of the package that are not statements loaded from sql/, and why.
@@ -161,17 +162,18 @@ def _loads() -> Loads:
                     loads.names.setdefault(name, []).append(f"{where}:{call.lineno}")
             elif key in BY_CALL:
                 rule = BY_CALL[key]
-                for helper_call in _calls(tree, rule.helper):
-                    if len(helper_call.args) <= rule.position:
-                        continue
-                    value = helper_call.args[rule.position]
-                    if isinstance(value, ast.Constant) and isinstance(value.value, str):
-                        name = rule.folder + value.value
-                        loads.names.setdefault(name, []).append(f"{where}:{helper_call.lineno}")
-                    else:
-                        loads.unlisted.append(
-                            f"{where}:{helper_call.lineno}: {rule.helper}() with a computed name"
-                        )
+                for helper, position in rule.helpers.items():
+                    for helper_call in _calls(tree, helper):
+                        if len(helper_call.args) <= position:
+                            continue
+                        value = helper_call.args[position]
+                        if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                            name = rule.folder + value.value
+                            loads.names.setdefault(name, []).append(f"{where}:{helper_call.lineno}")
+                        else:
+                            loads.unlisted.append(
+                                f"{where}:{helper_call.lineno}: {helper}() with a computed name"
+                            )
             else:
                 loads.unlisted.append(f"{where}:{call.lineno}: load_sql({ast.unparse(arg)})")
     for script in ScriptName:  # pgbench reads these files by path (acgs_db.bench.pgbench)
