@@ -90,6 +90,9 @@ def test_the_ledger_benchmark_measures_every_figure_and_verifies(pg_server: Serv
     # The rows left in place verify (the benchmark raises otherwise), every one of them.
     assert verify["verified_rows"] == 3000 and verify["sealed_entries"] == 1
     assert verify["verify_rows_s"] > 0 and verify["scan_rows_s"] > 0
+    events = results["event_triggers"]
+    for key in ("refresh_ratio", "drop_table_with_ms", "drop_table_without_ms"):
+        assert events[key] > 0, key
 
 
 def test_the_metrics_benchmark_compares_with_the_seed_sql(pg_server: Server) -> None:

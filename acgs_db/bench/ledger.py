@@ -11,7 +11,11 @@ In a scratch database (:mod:`acgs_db.bench.scratch`) on the configured server, i
   concurrent producers, ``writer_records`` records with and without the ledger per round,
   alternating, median of the rounds;
 * ``ledger.verify`` of the loaded rows (rows/s) against a sequential scan of the same rows and
-  columns streamed to the client by a server-side cursor (the floor any verifier pays).
+  columns streamed to the client by a server-side cursor (the floor any verifier pays);
+* the drop event triggers (``ledger_drop_start()``/``ledger_drop_end()``), which fire on every
+  ``DROP TABLE`` and so on every ``REFRESH ... CONCURRENTLY`` (it drops a temporary table):
+  the refresh of the 24-hour view over the loaded rows, and a lone ``DROP TABLE`` of a
+  temporary table, with the event triggers enabled and disabled, alternating (medians).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from acgs_db.synthetic import Workload, generate
 
 _LONG = 3600.0
 _BLOCK = 50
+_DROPS = 50  # lone DROP TABLEs timed per round and side
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,10 +240,47 @@ def _verify_rates(url: str, rounds: int) -> dict[str, Any]:
     }
 
 
+def _timed(conn: psycopg.Connection[Any], statement: str, times: int) -> float:
+    started = time.perf_counter()
+    for _ in range(times):
+        conn.execute(statement)
+    return (time.perf_counter() - started) / times
+
+
+def _event_trigger_costs(url: str, rounds: int) -> dict[str, Any]:
+    """Seconds per refresh and per lone DROP TABLE with and without the drop event triggers."""
+    refresh, probe = load_sql("bench/refresh_view_concurrently"), load_sql("bench/drop_probe")
+    switch = {
+        True: load_sql("bench/ledger_event_triggers_on"),
+        False: load_sql("bench/ledger_event_triggers_off"),
+    }
+    spent: dict[tuple[str, bool], list[float]] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(load_sql("bench/refresh_view"))
+        try:
+            for n in range(max(rounds, 1) * 2):
+                for on in (True, False) if n % 2 == 0 else (False, True):
+                    conn.execute(switch[on])
+                    spent.setdefault(("refresh", on), []).append(_timed(conn, refresh, 1))
+                    spent.setdefault(("drop", on), []).append(_timed(conn, probe, _DROPS))
+        finally:
+            conn.execute(switch[True])
+    med = {key: _median(values) for key, values in spent.items()}
+    return {
+        "refresh_concurrently_with_s": round(med["refresh", True], 4),
+        "refresh_concurrently_without_s": round(med["refresh", False], 4),
+        "refresh_ratio": round(med["refresh", False] / med["refresh", True], 3),
+        "drop_table_with_ms": round(med["drop", True] * 1000, 3),
+        "drop_table_without_ms": round(med["drop", False] * 1000, 3),
+        "event_triggers_ms_per_drop": round((med["drop", True] - med["drop", False]) * 1000, 3),
+    }
+
+
 def run(url: str, options: Options, settings: Settings | None = None) -> dict[str, Any]:
     """Every figure above, in one scratch database."""
     settings = settings or Settings.from_env()
     with scratch_database(url) as scratch:
         results: dict[str, Any] = {"writes": asyncio.run(_write_rates(scratch, options, settings))}
         results["verify"] = _verify_rates(scratch, options.rounds)
+        results["event_triggers"] = _event_trigger_costs(scratch, options.rounds)
     return results
