@@ -25,9 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.abc import Buffer
-from psycopg.adapt import Loader
-from psycopg.pq import Format
 
 from acgs_db.errors import AcgsDbError
 from acgs_db.resources import load_sql
@@ -101,50 +98,6 @@ def row_digest(
             _Q.pack((created_at - _EPOCH) // _MICRO),
         )
     ).digest()
-
-
-def _row_digest_wire(
-    id_: int,
-    tenant_id: bytes,
-    decision_id: bytes,
-    constitutional_hash: bytes,
-    score_text: bytes,
-    details_text: bytes | None,
-    processing_time_ms: int | None,
-    created_at: bytes,
-) -> bytes:
-    """:func:`row_digest` from the columns as the server sends them in binary: the text
-    columns as their UTF-8 bytes and ``created_at`` as its 8 bytes (microseconds since 2000,
-    big-endian), which is the encoding's own form, so nothing is decoded to be encoded again."""
-    j = b"-," if details_text is None else b"%d:%b," % (len(details_text), details_text)
-    p = b"-," if processing_time_ms is None else b"%d," % processing_time_ms
-    return hashlib.sha256(
-        b"%b%d:%b,%d:%b,%d:%b,%d:%b,%b%b%b"
-        % (
-            _Q.pack(id_),
-            len(tenant_id),
-            tenant_id,
-            len(decision_id),
-            decision_id,
-            len(constitutional_hash),
-            constitutional_hash,
-            len(score_text),
-            score_text,
-            j,
-            p,
-            created_at,
-        )
-    ).digest()
-
-
-class _WireBytes(Loader):
-    """A binary column as its bytes: text and varchar (UTF-8, the connection's encoding) and
-    timestamptz (int8 microseconds since 2000-01-01 UTC, big-endian)."""
-
-    format = Format.BINARY
-
-    def load(self, data: Buffer) -> bytes:
-        return bytes(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -483,18 +436,9 @@ class _Chain:
 
 
 def _stream(
-    conn: psycopg.Connection[Any],
-    name: str,
-    query: str,
-    params: dict[str, Any],
-    wire: bool = False,
+    conn: psycopg.Connection[Any], name: str, query: str, params: dict[str, Any]
 ) -> Iterator[tuple[Any, ...]]:
-    """Rows of ``query`` through a server-side cursor, ``_FETCH`` at a time; ``wire``: in
-    binary, text and timestamptz columns as their bytes (:class:`_WireBytes`)."""
-    with conn.cursor(name=name, binary=wire) as cur:
-        if wire:
-            for type_name in ("text", "varchar", "timestamptz"):
-                cur.adapters.register_loader(type_name, _WireBytes)
+    with conn.cursor(name=name) as cur:
         cur.execute(query, params)
         while batch := cur.fetchmany(_FETCH):
             yield from batch
@@ -517,8 +461,7 @@ def verify(url: str, digest: Digest | None = None, since: int | None = None) -> 
     """
     started = time.perf_counter()
     report = VerifyReport(from_block=(since or 0) + 1)
-    # UTF8: the text columns' bytes are read as sent (_WireBytes) and must be their UTF-8.
-    with psycopg.connect(url, client_encoding="UTF8") as conn:
+    with psycopg.connect(url) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         with conn.transaction():
@@ -693,9 +636,7 @@ def _check_rows(
     pending = next(entries, None)
     active: list[_Open] = []
     orphans: list[tuple[int, int]] = []
-    rows = _stream(
-        conn, "ledger_rows", load_sql("ledger/rows_by_id"), {"from_id": from_id}, wire=True
-    )
+    rows = _stream(conn, "ledger_rows", load_sql("ledger/rows_by_id"), {"from_id": from_id})
     for id_, tenant, decision, chash, score, details, took, at in rows:
         report.rows += 1
         while pending is not None and (pending.min_id or 0) <= id_:
@@ -710,7 +651,7 @@ def _check_rows(
         if owner is None:
             orphans.append((id_, id_ + 1))
         else:
-            owner.take(_row_digest_wire(id_, tenant, decision, chash, score, details, took, at))
+            owner.take(row_digest(id_, tenant, decision, chash, score, details, took, at))
             if owner.next == _INF:
                 _close(report, chain, owner)
                 active.remove(owner)

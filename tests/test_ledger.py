@@ -23,7 +23,6 @@ from acgs_db.partitions import maintain
 from acgs_db.pool import create_pool
 from acgs_db.records import ValidationRecord
 from acgs_db.repository import ValidationRepository
-from acgs_db.resources import load_sql
 from acgs_db.settings import Settings
 
 SETTINGS = Settings.from_env({})
@@ -582,44 +581,6 @@ def test_the_python_encoding_is_the_sql_one(db: psycopg.Connection) -> None:
     hashes = [bytes([i]) * 32 for i in range(5)]
     root = db.execute("SELECT ledger_merkle_root(%s::bytea[])", (hashes,)).fetchone()
     assert root is not None and bytes(root[0]) == ledger.merkle_root(hashes)
-
-
-def test_rows_read_in_binary_digest_as_the_sql_encoding_does(
-    store: str, db: psycopg.Connection
-) -> None:
-    """verify reads the rows in binary (text as its UTF-8 bytes, created_at as its 8 bytes):
-    the digests must be the server's and the Python text path's, for values that stress the
-    encoding (non-ASCII, NULLs, a time before 2000, jsonb escapes)."""
-    db.execute(
-        "INSERT INTO constitutional_validations (tenant_id, decision_id, compliance_score,"
-        " validation_details, processing_time_ms, created_at) VALUES"
-        " ('tën', 'dé', 0.95, '{\"z\": \"\\u00e9\\n\", \"a\": [1.50, null]}', NULL,"
-        "  now() - interval '1 hour'),"
-        " ('t', 'd', 0, NULL, 0, now() - interval '2 hours'),"
-        " ('t', 'x', 1, '{}', 2147483647, now() - interval '3 hours')"
-    )
-    db.execute(
-        "INSERT INTO constitutional_validations (tenant_id, decision_id,"
-        " compliance_score, created_at) VALUES ('old', 'd', 0.5, '1999-12-31 23:59:59.5+00')"
-    )
-    server = {
-        r[0]: bytes(r[1])
-        for r in db.execute(
-            "SELECT id, ledger_row_digest(id, tenant_id, decision_id, constitutional_hash,"
-            " compliance_score::text, validation_details::text, processing_time_ms, created_at)"
-            " FROM constitutional_validations"
-        )
-    }
-    with db.transaction():
-        query = load_sql("ledger/rows_by_id")
-        rows = list(ledger._stream(db, "probe", query, {"from_id": 0}, True))
-    texts = {
-        r[0]: ledger.row_digest(*r)
-        for r in db.execute(load_sql("ledger/rows_by_id"), {"from_id": 0})
-    }
-    assert len(rows) == len(server) == 4
-    assert all(isinstance(r[7], bytes) and len(r[7]) == 8 for r in rows)
-    assert {r[0]: ledger._row_digest_wire(*r) for r in rows} == server == texts
 
 
 def test_a_statement_whose_ids_are_not_contiguous_lists_them(
