@@ -18,6 +18,11 @@ Rows older than the retention are moved like the others, and retention then drop
 partition in the same run: they are deleted, as they would have been had they arrived in time.
 The report says how many.
 
+Then it seals the tamper-evident ledger's final entries into a block (``ledger_seal()``,
+migration 0010), as the refresher does once per interval: the drop entries retention just wrote
+are final once the run has committed, so the digest an operator takes after maintenance covers
+them. A failed seal does not undo the maintenance: the report says why (``seal_error``).
+
 The procedure COMMITs, so the call runs on an autocommit connection of its own, closed
 afterwards. pg_partman's advisory lock is transaction-scoped in ``run_maintenance``; a session
 whose own ``CALL partman.run_maintenance_proc()`` failed still keeps that procedure's
@@ -85,6 +90,12 @@ class MaintenanceReport:
     """How many times a step hit the lock timeout and was tried again."""
     lock_timeout: float | None = None
     """The lock timeout of the run, seconds."""
+    sealed_block: int | None = None
+    """The ledger block sealed after the run (None: nothing final to seal, or it failed)."""
+    sealed_entries: int = 0
+    """How many ledger entries that block holds."""
+    seal_error: str | None = None
+    """Why sealing the ledger failed, else None (the maintenance itself stays done)."""
 
     @property
     def rows_moved(self) -> int:
@@ -131,6 +142,11 @@ class MaintenanceReport:
                 f"warning: {_count(self.default_rows_left, 'row')} still in the default "
                 "partition (written during the run, or left to a concurrent run)"
             )
+        if self.sealed_block is not None:
+            entries = _count(self.sealed_entries, "entry")
+            out.append(f"sealed ledger block {self.sealed_block}: {entries}")
+        if self.seal_error:
+            out.append(f"warning: sealing the ledger failed: {self.seal_error}")
         return out
 
 
@@ -181,6 +197,7 @@ def maintain(url: str, settings: Settings | None = None) -> MaintenanceReport:
             after = _partitions(conn, parent)
             left = _default_count(conn, default) if default else 0
             skipped = _skipped(conn, notices)
+            sealed, sealed_entries, seal_error = _seal(conn)
     except psycopg.Error as exc:
         raise MaintenanceError(_describe(exc)) from exc
     existing = set(after)
@@ -201,7 +218,22 @@ def maintain(url: str, settings: Settings | None = None) -> MaintenanceReport:
         notices=tuple(notices),
         lock_retries=_lock_retries(notices),
         lock_timeout=settings.lock_timeout,
+        sealed_block=sealed,
+        sealed_entries=sealed_entries,
+        seal_error=seal_error,
     )
+
+
+def _seal(conn: psycopg.Connection[Any]) -> tuple[int | None, int, str | None]:
+    """Seal the ledger's final entries (``ledger_seal()``): the block, its entry count, and
+    the error's first line when sealing failed (the maintenance is committed either way)."""
+    try:
+        row = conn.execute(load_sql("ledger/seal")).fetchone()
+    except psycopg.Error as exc:
+        return None, 0, (exc.diag.message_primary or str(exc)).strip().splitlines()[0]
+    if row is None:
+        return None, 0, None
+    return int(row[0]), int(row[1]), None
 
 
 def _lock_retries(notices: Sequence[str]) -> int:

@@ -64,15 +64,35 @@ def test_the_refresh_benchmark_keeps_the_view_exact(pg_server: Server) -> None:
 
 
 def test_the_ledger_benchmark_measures_every_figure_and_verifies(pg_server: Server) -> None:
-    options = ledger.Options(rows=3000, rounds=1, inserts=100, tenants=10, decisions=50)
+    options = ledger.Options(
+        rows=3000,
+        rounds=1,
+        inserts=100,
+        tenants=10,
+        decisions=50,
+        chunks=4,
+        writer_records=500,
+        producers=8,
+    )
     results = ledger.run(pg_server.admin_url, options)
     writes, verify = results["writes"], results["verify"]
     assert writes["rows"] == 3000 and writes["insert_calls"] == 100
-    for key in ("copy_ratio", "insert_ratio", "copy_without_ledger_rows_s"):
+    assert writes["writer_records"] == 500 and writes["copy_chunks"] == 4
+    for key in (
+        "copy_ratio",
+        "insert_ratio",
+        "copy_without_ledger_rows_s",
+        "copy_chunked_ratio",
+        "writer_ratio",
+        "writer_without_ledger_rows_s",
+    ):
         assert writes[key] > 0, key
     # The rows left in place verify (the benchmark raises otherwise), every one of them.
     assert verify["verified_rows"] == 3000 and verify["sealed_entries"] == 1
     assert verify["verify_rows_s"] > 0 and verify["scan_rows_s"] > 0
+    events = results["event_triggers"]
+    for key in ("refresh_ratio", "drop_table_with_ms", "drop_table_without_ms"):
+        assert events[key] > 0, key
 
 
 def test_the_metrics_benchmark_compares_with_the_seed_sql(pg_server: Server) -> None:

@@ -431,11 +431,51 @@ def test_retention_drops_are_recorded_and_expected(store: str, db: psycopg.Conne
     ).fetchone()
     assert drop is not None and drop[0] == report.dropped[0] and drop[1] == 3
     assert "FOR VALUES FROM" in drop[2]
-    newer = _sealed(store)
+    newer = ledger.latest_digest(store)  # maintenance sealed the drop entry
+    assert newer is not None and newer.block_id == report.sealed_block == digest.block_id + 1
     for expected in (digest, newer):
         verified = ledger.verify(store, expected)
         assert verified.ok, verified.lines()
         assert (verified.drops, verified.rows_dropped, verified.rows) == (1, 3, 2)
+
+
+def test_maintenance_seals_its_drop_entries_and_the_digest_after_it_verifies(
+    store: str, db: psycopg.Connection
+) -> None:
+    db.execute(
+        "SELECT partman.create_partition_time(%s, ARRAY[now() - interval '15 months'])", (PARENT,)
+    )
+    _insert(db, "expired", 3, "15 months")
+    _insert(db, "kept", 2)
+    before = _sealed(store)
+
+    report = maintain(store, SETTINGS)
+
+    assert len(report.dropped) == 1 and report.seal_error is None
+    digest = ledger.latest_digest(store)
+    assert digest is not None and report.sealed_block == digest.block_id == before.block_id + 1
+    assert report.sealed_entries == 1  # the drop entry retention wrote
+    assert f"sealed ledger block {digest.block_id}: 1 entry" in report.lines()
+    unsealed = db.execute(
+        "SELECT count(*) FROM ledger_entries AS e"
+        " WHERE e.xid >= (SELECT max(b.xid_hi) FROM ledger_blocks AS b)"
+    ).fetchone()
+    assert unsealed == (0,)
+    verified = ledger.verify(store, digest)
+    assert verified.ok, verified.lines()
+    assert verified.digest_matched and (verified.drops, verified.rows) == (1, 2)
+
+
+def test_maintenance_with_nothing_final_to_seal_reports_no_block(
+    store: str, db: psycopg.Connection
+) -> None:
+    _insert(db, "sealed", 2)
+    _sealed(store)
+
+    report = maintain(store, SETTINGS)
+
+    assert (report.sealed_block, report.sealed_entries, report.seal_error) == (None, 0, None)
+    assert not any(line.startswith("sealed ledger block") for line in report.lines())
 
 
 def test_a_partition_dropped_outside_retention_is_not_excused(

@@ -628,13 +628,26 @@ def ledger_command(
     rows: Annotated[int, typer.Option(help="Records per COPY round.", min=1000)] = 200_000,
     rounds: Annotated[int, typer.Option(help="Alternating rounds (median).", min=1)] = 3,
     inserts: Annotated[int, typer.Option(help="insert() calls per round.", min=100)] = 2_000,
+    chunks: Annotated[int, typer.Option(help="COPYs per interleaved round.", min=2)] = 10,
+    writer_records: Annotated[
+        int, typer.Option(help="Audit-writer records per round and side.", min=100)
+    ] = 10_000,
+    producers: Annotated[int, typer.Option(help="Audit-writer producers.", min=1)] = 32,
     json_path: JsonOption = None,
 ) -> None:
-    """The ledger's cost: COPY and insert() with and without it, and the verify rate against a
-    sequential scan of the same rows, in a scratch database on the configured server."""
+    """The ledger's cost: COPY, insert() and the audit writer with and without it, and the
+    verify rate against a sequential scan of the same rows, in a scratch database on the
+    configured server."""
     from acgs_db.bench import ledger as ledger_bench
 
-    options = ledger_bench.Options(rows=rows, rounds=rounds, inserts=inserts)
+    options = ledger_bench.Options(
+        rows=rows,
+        rounds=rounds,
+        inserts=inserts,
+        chunks=chunks,
+        writer_records=writer_records,
+        producers=producers,
+    )
     results = ledger_bench.run(database_url(_settings()), options, _settings())
     console.print(_figures("acgs-db bench ledger", results))
     _write_json(json_path, results)
