@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import functools
 import json
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import Any
 
 import asyncpg
@@ -15,6 +15,7 @@ import orjson
 from acgs_db.devdb import database_url
 from acgs_db.pooler import checked_schema
 from acgs_db.records import JsonDocument
+from acgs_db.replicas import ReplicaRouter, Standby
 from acgs_db.settings import Settings
 from acgs_db.timeouts import milliseconds
 
@@ -110,9 +111,17 @@ def pool_options(settings: Settings) -> dict[str, Any]:
 
 
 async def create_pool(
-    dsn: str | None = None, *, settings: Settings | None = None, **options: Any
+    dsn: str | None = None,
+    *,
+    replicas: Sequence[str] | None = None,
+    settings: Settings | None = None,
+    **options: Any,
 ) -> Pool:
     """Open a pool on ``dsn`` (default ``ACGS_DATABASE_URL``, else the embedded cluster).
+
+    ``replicas``: libpq URLs of hot standbys of ``dsn`` (default ``ACGS_REPLICA_URLS``; ``[]``
+    for none) that the repository reads from (see :mod:`acgs_db.replicas`); each gets a pool
+    with the same options, which connects lazily so that a standby down at start is no error.
 
     ``options`` override any :func:`asyncpg.create_pool` argument; ``server_settings`` are
     merged with the defaults rather than replacing them.
@@ -126,7 +135,18 @@ async def create_pool(
     kwargs.update(options)
     pool = await asyncpg.create_pool(dsn, **kwargs)
     assert pool is not None
-    return Pool(pool, kwargs["max_size"], reuse=not settings.pool_reset)
+    primary = Pool(pool, kwargs["max_size"], reuse=not settings.pool_reset)
+    urls = settings.replica_urls if replicas is None else tuple(replicas)
+    if urls:
+        standbys = []
+        for index, url in enumerate(urls):
+            lazy = await asyncpg.create_pool(url, **{**kwargs, "min_size": 0})
+            assert lazy is not None
+            standby_pool = Pool(lazy, kwargs["max_size"], reuse=not settings.pool_reset)
+            standbys.append(Standby(f"replica{index}", standby_pool, url))
+        primary.replicas = ReplicaRouter(primary, dsn, standbys, max_lag=settings.max_replica_lag)
+        primary.replicas.start()
+    return primary
 
 
 class Pool:
@@ -147,6 +167,8 @@ class Pool:
     def __init__(self, pool: asyncpg.Pool, size: int, *, reuse: bool = True) -> None:
         self._pool = pool
         self._reuse = reuse
+        self.replicas: ReplicaRouter | None = None
+        """Where the repository's reads may go (``create_pool(replicas=...)``); None: here."""
         self._slots: asyncio.LifoQueue[asyncpg.Connection | None] = asyncio.LifoQueue()
         for _ in range(size):
             self._slots.put_nowait(None)
@@ -222,6 +244,8 @@ class Pool:
         await self._return(conn, healthy=True)
 
     async def close(self) -> None:
+        if self.replicas is not None:
+            await self.replicas.close()
         while not self._slots.empty():
             conn = self._slots.get_nowait()
             if conn is not None:
