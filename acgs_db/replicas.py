@@ -49,7 +49,13 @@ NEVER = -math.inf
 # A read a standby could not answer, retried elsewhere: the connection or the server is gone
 # (08, 57: shut down, starting, crashed), or replay cancelled the statement (40001 / 40P01,
 # a recovery conflict).
-_FAULTS = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
+_FAULTS = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a connection left mid-operation by its lost server
+    asyncpg.PostgresConnectionError,
+)
 _RETRYABLE_STATES = ("08", "57", "40")
 
 
