@@ -14,6 +14,8 @@ Everything runs in a scratch database (:mod:`acgs_db.bench.scratch`) on the conf
   pgbench's TPS of the history script as the server's ceiling; and the cost of row-level
   security (a tenant-scoped login) on the same calls.
 * **tenant_metrics()** from the view: p50/p99 on one connection.
+* **Replicas** (``--replicas``): history() QPS on the primary alone against the primary plus one
+  streaming standby, and the cost of the routing itself (see :func:`bench_replicas`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import psycopg
@@ -42,7 +45,9 @@ from sqlalchemy.pool import NullPool
 from acgs_db import tenants
 from acgs_db.bench.pgbench import Percentiles, RunOptions, ScriptName
 from acgs_db.bench.pgbench import run as run_pgbench
-from acgs_db.bench.scratch import scratch_database, url_as
+from acgs_db.bench.scratch import scratch_database, url_as, url_for
+from acgs_db.errors import ConfigurationError
+from acgs_db.metrics import Metrics
 from acgs_db.pool import create_pool, init_connection
 from acgs_db.records import COPY_COLUMNS, Limits, ValidationRecord, copy_row
 from acgs_db.refresher import MetricsRefresher
@@ -394,14 +399,130 @@ async def _rls_cost(
     }
 
 
-def run(url: str, options: Options, settings: Settings | None = None) -> dict[str, Any]:
-    """All of the above in one scratch database; returns the figures."""
+# -- replicas -------------------------------------------------------------------------------
+
+
+async def bench_replicas(
+    url: str, standby_url: str, options: Options, settings: Settings
+) -> dict[str, Any]:
+    """history() QPS of ``options.concurrency`` callers on the primary alone against the
+    primary plus one standby (reads routed there), alternated over ``options.rounds`` (medians);
+    the routing's own cost: the router's decision per call against a history() look-up, and
+    history() through the router against a pool on the same standby without one."""
+    sizes = {"min_size": options.concurrency, "max_size": options.concurrency}
+    loader = await create_pool(url, replicas=[], settings=settings, min_size=1, max_size=2)
+    try:
+        await ValidationRepository(loader, settings).bulk_insert(
+            generate(Workload(rows=options.rows, days=30))
+        )
+        await loader.execute(load_sql("bench/vacuum_analyze"), timeout=_LONG)
+        pairs = [tuple(r) for r in await loader.fetch(load_sql("bench/sample_pairs"), 2000)]
+    finally:
+        await loader.close()
+    primary_pool = await create_pool(url, replicas=[], settings=settings, **sizes)
+    routed_pool = await create_pool(url, replicas=[standby_url], settings=settings, **sizes)
+    direct_pool = await create_pool(standby_url, replicas=[], settings=settings, **sizes)
+    try:
+        router = routed_pool.replicas
+        assert router is not None
+        if not await router.wait_ready(120.0):
+            raise RuntimeError("the standby did not catch up with the primary within 120 s")
+        rng = random.Random(13)
+        try:  # where the reads went, when the Prometheus extra is installed
+            metrics: Metrics | None = Metrics()
+        except ConfigurationError:
+            metrics = None
+        repos = {
+            "primary_only": ValidationRepository(primary_pool, settings),
+            "primary_plus_standby": ValidationRepository(routed_pool, settings, metrics=metrics),
+            "standby_without_router": ValidationRepository(direct_pool, settings),
+        }
+
+        def caller(repo: ValidationRepository) -> Callable[[], Awaitable[Any]]:
+            async def call() -> Any:
+                tenant, decision = pairs[rng.randrange(len(pairs))]
+                return await repo.history(tenant, decision)
+
+            return call
+
+        qps: dict[str, list[float]] = {name: [] for name in repos}
+        for repo in repos.values():
+            await _qps([caller(repo)] * options.concurrency, 1.0)  # warm up
+        for _ in range(options.rounds):
+            for name, repo in repos.items():
+                qps[name].append(await _qps([caller(repo)] * options.concurrency, options.seconds))
+        single: dict[str, list[float]] = {"routed": [], "direct": []}
+        calls = max(options.calls // options.rounds, 500)
+        for _ in range(options.rounds):
+            for name, key in (
+                ("routed", "primary_plus_standby"),
+                ("direct", "standby_without_router"),
+            ):
+                single[name].append((await _latencies(caller(repos[key]), calls)).p50)
+        # The decision alone: the clock read and comparisons every routed read makes.
+        decisions = 200_000
+        started = time.perf_counter_ns()
+        for _ in range(decisions):
+            router.eligible()
+        decision_us = (time.perf_counter_ns() - started) / decisions / 1000
+        standby_reads = primary_reads = None
+        if metrics is not None:
+            standby_reads = metrics.registry.get_sample_value(
+                "acgs_db_replica_reads_total", {"target": router.standbys[0].name}
+            )
+            primary_reads = metrics.registry.get_sample_value(
+                "acgs_db_replica_reads_total", {"target": "primary"}
+            )
+    finally:
+        await direct_pool.close()
+        await routed_pool.close()
+        await primary_pool.close()
+    alone = _median(qps["primary_only"])
+    both = _median(qps["primary_plus_standby"])
+    direct = _median(qps["standby_without_router"])
+    routed_p50, direct_p50 = _median(single["routed"]), _median(single["direct"])
+    return {
+        "rows": options.rows,
+        "concurrency": options.concurrency,
+        "history_qps_primary_only": round(alone),
+        "history_qps_primary_plus_standby": round(both),
+        "ratio_standby_to_primary_only": round(both / alone, 3),
+        "history_qps_standby_pool_without_router": round(direct),
+        "ratio_routed_to_standby_without_router": round(both / direct, 3),
+        "qps_rounds": {name: [round(v) for v in values] for name, values in qps.items()},
+        "reads_on_standby": standby_reads,
+        "reads_on_primary": primary_reads,
+        "history_single_connection_p50_ms_routed": routed_p50,
+        "history_single_connection_p50_ms_standby_without_router": direct_p50,
+        "routing_decision_us": round(decision_us, 3),
+        "routing_decision_share_of_lookup": round(decision_us / (direct_p50 * 1000), 4),
+        "routed_p50_to_direct_p50": round(routed_p50 / direct_p50, 3),
+    }
+
+
+def run(
+    url: str,
+    options: Options,
+    settings: Settings | None = None,
+    *,
+    standby_url: str | None = None,
+    only_replicas: bool = False,
+) -> dict[str, Any]:
+    """All of the above in one scratch database; returns the figures. With ``standby_url`` (a
+    standby of ``url``'s server; its database part is replaced by the scratch database's), also
+    the replica figures; ``only_replicas`` runs those alone."""
     settings = settings or Settings.from_env()
     with scratch_database(url) as scratch:
         results: dict[str, Any] = {"options": asdict(options)}
-        results["copy"] = asyncio.run(bench_copy(scratch, options, settings))
-        results["memory"] = bench_memory(scratch, options.memory_rows)
-        results["reads"] = asyncio.run(bench_reads(scratch, options, settings))
+        if not only_replicas:
+            results["copy"] = asyncio.run(bench_copy(scratch, options, settings))
+            results["memory"] = bench_memory(scratch, options.memory_rows)
+            results["reads"] = asyncio.run(bench_reads(scratch, options, settings))
+        if standby_url is not None:
+            database = urlsplit(scratch).path.lstrip("/")
+            results["replicas"] = asyncio.run(
+                bench_replicas(scratch, url_for(standby_url, database), options, settings)
+            )
     return results
 
 
