@@ -448,17 +448,28 @@ async def bench_replicas(
         qps: dict[str, list[float]] = {name: [] for name in repos}
         for repo in repos.values():
             await _qps([caller(repo)] * options.concurrency, 1.0)  # warm up
-        for _ in range(options.rounds):
-            for name, repo in repos.items():
-                qps[name].append(await _qps([caller(repo)] * options.concurrency, options.seconds))
-        single: dict[str, list[float]] = {"routed": [], "direct": []}
-        calls = max(options.calls // options.rounds, 500)
-        for _ in range(options.rounds):
-            for name, key in (
-                ("routed", "primary_plus_standby"),
-                ("direct", "standby_without_router"),
-            ):
-                single[name].append((await _latencies(caller(repos[key]), calls)).p50)
+        names = list(repos)
+        for round_ in range(options.rounds):  # the order turns each round: drift spreads evenly
+            for name in names[round_ % 3 :] + names[: round_ % 3]:
+                qps[name].append(
+                    await _qps([caller(repos[name])] * options.concurrency, options.seconds)
+                )
+        # One caller, calls through the router and on the standby's own pool taking turns (the
+        # same look-up each pair), so that the machine's load drifts equally over both.
+        routed_call = repos["primary_plus_standby"].history
+        direct_call = repos["standby_without_router"].history
+        routed_us: list[int] = []
+        direct_us: list[int] = []
+        for i in range(options.calls):
+            tenant, decision = pairs[rng.randrange(len(pairs))]
+            order = ((routed_call, routed_us), (direct_call, direct_us))
+            for call, sink in order if i % 2 else order[::-1]:
+                started = time.perf_counter_ns()
+                await call(tenant, decision)
+                sink.append((time.perf_counter_ns() - started) // 1000)
+        routed = Percentiles.of(routed_us)
+        direct_lookup = Percentiles.of(direct_us)
+        assert routed is not None and direct_lookup is not None
         # The decision alone: the clock read and comparisons every routed read makes.
         decisions = 200_000
         started = time.perf_counter_ns()
@@ -480,7 +491,7 @@ async def bench_replicas(
     alone = _median(qps["primary_only"])
     both = _median(qps["primary_plus_standby"])
     direct = _median(qps["standby_without_router"])
-    routed_p50, direct_p50 = _median(single["routed"]), _median(single["direct"])
+    routed_p50, direct_p50 = routed.p50, direct_lookup.p50
     return {
         "rows": options.rows,
         "concurrency": options.concurrency,
@@ -492,11 +503,12 @@ async def bench_replicas(
         "qps_rounds": {name: [round(v) for v in values] for name, values in qps.items()},
         "reads_on_standby": standby_reads,
         "reads_on_primary": primary_reads,
-        "history_single_connection_p50_ms_routed": routed_p50,
-        "history_single_connection_p50_ms_standby_without_router": direct_p50,
+        "history_one_caller_ms_routed": routed.to_json(),
+        "history_one_caller_ms_standby_without_router": direct_lookup.to_json(),
         "routing_decision_us": round(decision_us, 3),
         "routing_decision_share_of_lookup": round(decision_us / (direct_p50 * 1000), 4),
         "routed_p50_to_direct_p50": round(routed_p50 / direct_p50, 3),
+        "routed_min_to_direct_min": round(routed.min / direct_lookup.min, 3),
     }
 
 
