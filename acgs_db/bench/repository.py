@@ -406,7 +406,7 @@ async def bench_replicas(
     url: str, standby_url: str, options: Options, settings: Settings
 ) -> dict[str, Any]:
     """history() QPS of ``options.concurrency`` callers on the primary alone against the
-    primary plus one standby (reads routed there), alternated over ``options.rounds`` (medians);
+    primary plus one standby (reads routed there), in 1 s slices taking turns (medians);
     the routing's own cost: the router's decision per call against a history() look-up, and
     history() through the router against a pool on the same standby without one."""
     sizes = {"min_size": options.concurrency, "max_size": options.concurrency}
@@ -448,12 +448,13 @@ async def bench_replicas(
         qps: dict[str, list[float]] = {name: [] for name in repos}
         for repo in repos.values():
             await _qps([caller(repo)] * options.concurrency, 1.0)  # warm up
+        # Slices of one second, the three sides taking turns (the order turning each time), so
+        # that the machine's load drifts over all three alike.
         names = list(repos)
-        for round_ in range(options.rounds):  # the order turns each round: drift spreads evenly
-            for name in names[round_ % 3 :] + names[: round_ % 3]:
-                qps[name].append(
-                    await _qps([caller(repos[name])] * options.concurrency, options.seconds)
-                )
+        slices = max(1, round(options.seconds)) * options.rounds
+        for turn in range(slices):
+            for name in names[turn % 3 :] + names[: turn % 3]:
+                qps[name].append(await _qps([caller(repos[name])] * options.concurrency, 1.0))
         # One caller, calls through the router and on the standby's own pool taking turns (the
         # same look-up each pair), so that the machine's load drifts equally over both.
         routed_call = repos["primary_plus_standby"].history
@@ -500,7 +501,8 @@ async def bench_replicas(
         "ratio_standby_to_primary_only": round(both / alone, 3),
         "history_qps_standby_pool_without_router": round(direct),
         "ratio_routed_to_standby_without_router": round(both / direct, 3),
-        "qps_rounds": {name: [round(v) for v in values] for name, values in qps.items()},
+        "qps_slices_of_1s": len(qps["primary_only"]),
+        "qps_slice_min_max": {name: [round(min(v)), round(max(v))] for name, v in qps.items()},
         "reads_on_standby": standby_reads,
         "reads_on_primary": primary_reads,
         "history_one_caller_ms_routed": routed.to_json(),
