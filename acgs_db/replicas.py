@@ -210,21 +210,24 @@ class ReplicaRouter:
         and at least the newest."""
         conn: asyncpg.Connection | None = None
         query = load_sql("replicas/primary_lsn")
-        while True:
-            started = time.monotonic()
-            try:
-                if conn is None or conn.is_closed():
-                    conn = await _connect(self._primary_dsn)
-                position = int(await conn.fetchval(query, timeout=PROBE_TIMEOUT))
-            except (*_FAULTS, asyncpg.PostgresError):
-                await _close(conn)
-                conn = None
-            else:
-                self._samples.append((started, position))
-                horizon = started - 2 * self.max_lag - 1
-                while len(self._samples) > 1 and self._samples[0][0] < horizon:
-                    self._samples.popleft()
-            await asyncio.sleep(max(0.0, self._interval - (time.monotonic() - started)))
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    if conn is None or conn.is_closed():
+                        conn = await _connect(self._primary_dsn)
+                    position = int(await conn.fetchval(query, timeout=PROBE_TIMEOUT))
+                except (*_FAULTS, asyncpg.PostgresError):
+                    await _close(conn)
+                    conn = None
+                else:
+                    self._samples.append((started, position))
+                    horizon = started - 2 * self.max_lag - 1
+                    while len(self._samples) > 1 and self._samples[0][0] < horizon:
+                        self._samples.popleft()
+                await asyncio.sleep(max(0.0, self._interval - (time.monotonic() - started)))
+        finally:
+            await _close(conn)
 
     async def _probe_standby(self, standby: Standby) -> None:
         query = load_sql("replicas/standby_state")
