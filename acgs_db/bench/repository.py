@@ -435,7 +435,10 @@ async def bench_replicas(
         repos = {
             "primary_only": ValidationRepository(primary_pool, settings),
             "primary_plus_standby": ValidationRepository(routed_pool, settings, metrics=metrics),
-            "standby_without_router": ValidationRepository(direct_pool, settings),
+            # Its own collectors too, so that both sides time their statements alike.
+            "standby_without_router": ValidationRepository(
+                direct_pool, settings, metrics=None if metrics is None else Metrics()
+            ),
         }
 
         def caller(repo: ValidationRepository) -> Callable[[], Awaitable[Any]]:
