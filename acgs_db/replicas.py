@@ -25,6 +25,7 @@ import collections
 import contextlib
 import math
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -96,6 +97,9 @@ class ReplicaRouter:
         self._next = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._metrics: list[Metrics] = []
+        self._children: weakref.WeakKeyDictionary[Metrics, dict[str, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -164,32 +168,59 @@ class ReplicaRouter:
         written_at: float = NEVER,
         metrics: Metrics | None = None,
     ) -> Any:
-        """Run a read on an eligible standby; on a fault try the next one, then the primary."""
-        candidates = self.eligible(written_at)
-        for standby in candidates:
+        """Run a read on an eligible standby (as :meth:`eligible` picks, inlined: this is
+        every routed read's path); on a fault try the next one, then the primary."""
+        standbys = self.standbys
+        count = len(standbys)
+        first = self._next
+        self._next = first + 1 if first + 1 < count else 0
+        floor = time.monotonic() - self.max_lag
+        if written_at > floor:
+            floor = written_at
+        tried = False
+        for i in range(count):
+            standby = standbys[(first + i) % count]
+            if standby.covered_at <= floor:
+                continue
+            tried = True
+            result: Any
             try:
-                result = await _call(standby.pool, method, query, args)
+                if method == "fetch":
+                    result = await standby.pool.fetch(query, *args)
+                else:
+                    result = await standby.pool.fetchrow(query, *args)
             except _FAULTS:
                 self._mark_down(standby)
-                reason = "fault"
             except asyncpg.PostgresError as exc:
-                state = exc.sqlstate or ""
-                if state[:2] not in _RETRYABLE_STATES:
+                state = (exc.sqlstate or "")[:2]
+                if state not in _RETRYABLE_STATES:
                     raise
-                if state[:2] != "40":
+                if state != "40":
                     self._mark_down(standby)
-                reason = "fault"
             else:
                 if metrics is not None:
-                    metrics.replica_reads.labels(standby.name).inc()
+                    self._counter(metrics, standby.name).inc()
                 return result
             if metrics is not None:
-                metrics.replica_fallbacks.labels(reason).inc()
+                metrics.replica_fallbacks.labels("fault").inc()
         if metrics is not None:
-            if not candidates:
+            if not tried:
                 metrics.replica_fallbacks.labels(self._why_not(written_at)).inc()
-            metrics.replica_reads.labels(PRIMARY).inc()
-        return await _call(self.primary, method, query, args)
+            self._counter(metrics, PRIMARY).inc()
+        if method == "fetch":
+            return await self.primary.fetch(query, *args)
+        return await self.primary.fetchrow(query, *args)
+
+    def _counter(self, metrics: Metrics, target: str) -> Any:
+        """``metrics``' read counter of ``target``, its labelled child kept (labels() costs
+        microseconds a routed read should not pay)."""
+        children = self._children.get(metrics)
+        if children is None:
+            children = self._children[metrics] = {}
+        child = children.get(target)
+        if child is None:
+            child = children[target] = metrics.replica_reads.labels(target)
+        return child
 
     def _why_not(self, written_at: float) -> str:
         """Why no standby qualified: all behind the reader's write, or none fresh enough."""
@@ -260,12 +291,6 @@ class ReplicaRouter:
             if position <= replayed:
                 standby.covered_at = max(standby.covered_at, started)
                 return
-
-
-async def _call(pool: Pool, method: ReadMethod, query: str, args: tuple[Any, ...]) -> Any:
-    if method == "fetch":
-        return await pool.fetch(query, *args)
-    return await pool.fetchrow(query, *args)
 
 
 async def _connect(dsn: str) -> asyncpg.Connection:
