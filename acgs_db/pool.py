@@ -138,12 +138,18 @@ async def create_pool(
     primary = Pool(pool, kwargs["max_size"], reuse=not settings.pool_reset)
     urls = settings.replica_urls if replicas is None else tuple(replicas)
     if urls:
-        standbys = []
-        for index, url in enumerate(urls):
-            lazy = await asyncpg.create_pool(url, **{**kwargs, "min_size": 0})
-            assert lazy is not None
-            standby_pool = Pool(lazy, kwargs["max_size"], reuse=not settings.pool_reset)
-            standbys.append(Standby(f"replica{index}", standby_pool, url))
+        standbys: list[Standby] = []
+        try:
+            for index, url in enumerate(urls):
+                lazy = await asyncpg.create_pool(url, **{**kwargs, "min_size": 0})
+                assert lazy is not None
+                standby_pool = Pool(lazy, kwargs["max_size"], reuse=not settings.pool_reset)
+                standbys.append(Standby(f"replica{index}", standby_pool, url))
+        except BaseException:  # e.g. a malformed URL: close what was opened
+            for standby in standbys:
+                await standby.pool.close()
+            await primary.close()
+            raise
         primary.replicas = ReplicaRouter(primary, dsn, standbys, max_lag=settings.max_replica_lag)
         primary.replicas.start()
     return primary
