@@ -107,6 +107,29 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.replica_reads = prom.Counter(
+            "acgs_db_replica_reads",
+            "Repository reads (history, decision_scores, tenant_metrics) per server that"
+            " answered: primary or a standby (replica0, replica1, ... in ACGS_REPLICA_URLS order)",
+            ["target"],
+            registry=self.registry,
+        )
+        self.replica_lag = prom.Gauge(
+            "acgs_db_replica_lag_seconds",
+            "How far a standby is behind the primary by WAL position (0: replayed the newest"
+            " sample; +Inf: down)",
+            ["replica"],
+            registry=self.registry,
+        )
+        self.replica_fallbacks = prom.Counter(
+            "acgs_db_replica_fallbacks",
+            "Reads meant for a standby that went elsewhere: unavailable (none up within the lag"
+            " bound), read_your_writes (none has replayed the reader's write), fault (a standby"
+            " failed during the read)",
+            ["reason"],
+            registry=self.registry,
+        )
+
     def observe_refresh(self, result: RefreshResult) -> None:
         if result.refreshed:
             self.refresh_duration.observe(result.duration_s)

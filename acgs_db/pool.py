@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, Protocol, TypeAlias, TypedDict, TypeVar, Unpack
 
 import asyncpg
@@ -13,6 +13,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from acgs_db.jsoncodec import decode_json, decode_jsonb, encode_json, encode_jsonb
 from acgs_db.pooler import checked_schema
+from acgs_db.replicas import ReplicaRouter, Standby
 from acgs_db.settings import Settings
 from acgs_db.timeouts import milliseconds
 from acgs_db.tooling.devdb import database_url
@@ -102,30 +103,45 @@ def pool_options(settings: Settings) -> PoolOptions:
 
 
 def create_pool(
-    dsn: str | None = None, *, settings: Settings | None = None, **options: Unpack[PoolOptions]
+    dsn: str | None = None,
+    *,
+    replicas: Sequence[str] | None = None,
+    settings: Settings | None = None,
+    **options: Unpack[PoolOptions],
 ) -> PoolOpening:
     """Open a pool on ``dsn`` (default ``ACGS_DATABASE_URL``, else the embedded cluster):
     ``pool = await create_pool()`` (then ``await pool.close()``), or
     ``async with create_pool() as pool:``, which closes it on the way out.
 
+    ``replicas``: libpq URLs of hot standbys of ``dsn`` (default ``ACGS_REPLICA_URLS``; ``[]``
+    for none) that the repository reads from (see :mod:`acgs_db.replicas`); each gets a pool
+    with the same options, which connects lazily so that a standby down at start is no error.
+
     ``options`` override :func:`asyncpg.create_pool`'s arguments; ``server_settings`` are
     merged with the defaults rather than replacing them.
     """
-    return PoolOpening(dsn, settings, options)
+    return PoolOpening(dsn, replicas, settings, options)
 
 
 class PoolOpening:
     """What :func:`create_pool` returns: awaited, the open :class:`Pool`; used with
     ``async with``, the pool for the block, closed when it ends (as asyncpg's own pool)."""
 
-    def __init__(self, dsn: str | None, settings: Settings | None, options: PoolOptions):
+    def __init__(
+        self,
+        dsn: str | None,
+        replicas: Sequence[str] | None,
+        settings: Settings | None,
+        options: PoolOptions,
+    ):
         self._dsn = dsn
+        self._replicas = replicas
         self._settings = settings
         self._options = options
         self._pool: Pool | None = None
 
     def __await__(self) -> Generator[Any, None, Pool]:
-        return _open_pool(self._dsn, self._settings, self._options).__await__()
+        return _open_pool(self._dsn, self._replicas, self._settings, self._options).__await__()
 
     async def __aenter__(self) -> Pool:
         self._pool = await self
@@ -137,7 +153,12 @@ class PoolOpening:
         await pool.close()
 
 
-async def _open_pool(dsn: str | None, settings: Settings | None, options: PoolOptions) -> Pool:
+async def _open_pool(
+    dsn: str | None,
+    replicas: Sequence[str] | None,
+    settings: Settings | None,
+    options: PoolOptions,
+) -> Pool:
     settings = settings or Settings.from_env()
     if dsn is None:
         dsn = await asyncio.to_thread(database_url, settings)
@@ -147,7 +168,25 @@ async def _open_pool(dsn: str | None, settings: Settings | None, options: PoolOp
     kwargs["server_settings"] = server_settings
     pool = await asyncpg.create_pool(dsn, **kwargs)
     assert pool is not None
-    return Pool(pool, kwargs["max_size"], reuse=not settings.pool_reset)
+    primary = Pool(pool, kwargs["max_size"], reuse=not settings.pool_reset)
+    urls = settings.replica_urls if replicas is None else tuple(replicas)
+    if urls:
+        standbys: list[Standby] = []
+        try:
+            for index, url in enumerate(urls):
+                lazy_options: PoolOptions = {**kwargs, "min_size": 0}
+                lazy = await asyncpg.create_pool(url, **lazy_options)
+                assert lazy is not None
+                standby_pool = Pool(lazy, kwargs["max_size"], reuse=not settings.pool_reset)
+                standbys.append(Standby(f"replica{index}", standby_pool, url))
+        except BaseException:  # e.g. a malformed URL: close what was opened
+            for standby in standbys:
+                await standby.pool.close()
+            await primary.close()
+            raise
+        primary.replicas = ReplicaRouter(primary, dsn, standbys, max_lag=settings.max_replica_lag)
+        primary.replicas.start()
+    return primary
 
 
 class Pool:
@@ -169,6 +208,8 @@ class Pool:
     def __init__(self, pool: asyncpg.Pool, size: int, *, reuse: bool = True) -> None:
         self._pool = pool
         self._reuse = reuse
+        self.replicas: ReplicaRouter | None = None
+        """Where the repository's reads may go (``create_pool(replicas=...)``); None: here."""
         self._slots: asyncio.LifoQueue[PooledConnection | None] = asyncio.LifoQueue()
         for _ in range(size):
             self._slots.put_nowait(None)
@@ -252,6 +293,8 @@ class Pool:
         await self._return(conn, healthy=True)
 
     async def close(self) -> None:
+        if self.replicas is not None:
+            await self.replicas.close()
         while not self._slots.empty():
             conn = self._slots.get_nowait()
             if conn is not None:

@@ -19,6 +19,7 @@ from acgs_db.constants import CONSTITUTIONAL_HASH
 from acgs_db.errors import AcgsDbError, TenantScopeError
 from acgs_db.ingest import Ingest, Records, RecoveryReport
 from acgs_db.jsoncodec import check_json
+from acgs_db.pool import Pool
 from acgs_db.records import (
     DECISION_HASH_MAX,
     DECISION_ID_MAX,
@@ -33,6 +34,7 @@ from acgs_db.records import (
     check_text,
     copy_row,
 )
+from acgs_db.replicas import NEVER, ReadMethod, ReplicaRouter
 from acgs_db.resources import load_sql
 from acgs_db.settings import Settings
 from acgs_db.writer import (
@@ -85,6 +87,10 @@ class ValidationRepository:
             pool, self._limits, self._settings.copy_timeout, pooler=self._settings.pooler
         )
         self._bound: str | None = None
+        self._router: ReplicaRouter | None = pool.replicas if isinstance(pool, Pool) else None
+        self._written_at = NEVER  # monotonic time this instance's last write was acknowledged
+        if self._router is not None and metrics is not None:
+            self._router.report_to(metrics)
 
     @property
     def pool(self) -> Pool:
@@ -122,6 +128,30 @@ class ValidationRepository:
     async def _execute(self, name: str, *args: object, tenant: str | None = None) -> str:
         return await self._run(self._pool.execute, name, args, tenant)
 
+    async def _read(
+        self, method: ReadMethod, name: str, *args: Any, tenant: str | None = None
+    ) -> Any:
+        """Like :meth:`_run` for a read a standby may answer (:mod:`acgs_db.replicas`): one
+        within the lag bound that has replayed this instance's last write, else the primary."""
+        if self._router is None:
+            run = self._pool.fetch if method == "fetch" else self._pool.fetchrow
+            return await self._run(run, name, args, tenant)
+        if self._scoped and tenant is not None:
+            await self._check_scope(tenant)
+        started = time.perf_counter()
+        try:
+            return await self._router.read(
+                method,
+                load_sql(f"queries/{name}"),
+                args,
+                written_at=self._written_at,
+                metrics=self._metrics,
+            )
+        finally:
+            if self._metrics is not None:
+                duration = time.perf_counter() - started
+                self._metrics.statement_duration.labels(name).observe(duration)
+
     async def bound_tenant(self) -> str:
         """The tenant this tenant-scoped repository's login is bound to (asked once)."""
         if self._bound is None:
@@ -149,7 +179,10 @@ class ValidationRepository:
         row = list(copy_row(record, self._limits, now))
         if record.created_at is None:
             row[-1] = None  # the server's now(), not this host's clock
-        return int(await self._fetchval("insert", *row, tenant=row[0]))
+        try:
+            return int(await self._fetchval("insert", *row, tenant=row[0]))
+        finally:  # even a failure may have committed (connection lost after COMMIT)
+            self._wrote()
 
     async def bulk_insert(
         self,
@@ -185,13 +218,16 @@ class ValidationRepository:
                 "login's bulk insert is one transaction, all or nothing, without it)"
             )
         started = time.perf_counter()
-        written = await self._ingest.copy(
-            records,
-            batch_id=batch_id,
-            commit_every=commit_every,
-            connections=connections,
-            tenant=await self.bound_tenant() if self._scoped else None,
-        )
+        try:
+            written = await self._ingest.copy(
+                records,
+                batch_id=batch_id,
+                commit_every=commit_every,
+                connections=connections,
+                tenant=await self.bound_tenant() if self._scoped else None,
+            )
+        finally:  # chunks of commit_every may be stored whatever happened
+            self._wrote()
         if self._metrics is not None:
             self._metrics.rows_copied.inc(written)
             duration = time.perf_counter() - started
@@ -229,7 +265,13 @@ class ValidationRepository:
             connections=connections,
             retry_for=retry_for,
             metrics=self._metrics,
+            on_commit=self._wrote,
         )
+
+    def _wrote(self) -> None:
+        """Remember that a write of this instance was acknowledged (or may have been): its
+        reads then wait for a standby that has replayed past this moment (read-your-writes)."""
+        self._written_at = time.monotonic()
 
     async def recover_prepared(
         self, older_than: timedelta = timedelta(minutes=1)
@@ -246,15 +288,15 @@ class ValidationRepository:
         check_text("tenant_id", tenant_id, TENANT_ID_MAX)
         check_text("decision_id", decision_id, DECISION_ID_MAX)
         _check_limit(limit)
-        rows = await self._fetch(
-            "history", tenant_id, decision_id, CONSTITUTIONAL_HASH, limit, tenant=tenant_id
+        rows = await self._read(
+            "fetch", "history", tenant_id, decision_id, CONSTITUTIONAL_HASH, limit, tenant=tenant_id
         )
         return [HistoryEntry(*row) for row in rows]
 
     async def decision_scores(self, decision_id: str) -> list[DecisionScore]:
         """Score and processing time of every validation of a decision (index-only scan)."""
         check_text("decision_id", decision_id, DECISION_ID_MAX)
-        rows = await self._fetch("decision_scores", decision_id, CONSTITUTIONAL_HASH)
+        rows = await self._read("fetch", "decision_scores", decision_id, CONSTITUTIONAL_HASH)
         return [DecisionScore(*row) for row in rows]
 
     async def tenant_metrics(
@@ -280,21 +322,25 @@ class ValidationRepository:
         if since is not None or until is not None:
             low, high = check_range(since, until)
             if self._scoped:
-                row = await self._fetchrow("metrics_range_scoped", low, high, tenant=tenant_id)
+                row = await self._read(
+                    "fetchrow", "metrics_range_scoped", low, high, tenant=tenant_id
+                )
             else:
-                row = await self._fetchrow("metrics_range", tenant_id, low, high)
+                row = await self._read("fetchrow", "metrics_range", tenant_id, low, high)
             return None if row is None else _metrics(row)
         staleness = self._settings.staleness
         try:
             if self._scoped:
-                row = await self._fetchrow("metrics_scoped", staleness, tenant=tenant_id)
+                row = await self._read("fetchrow", "metrics_scoped", staleness, tenant=tenant_id)
             else:
-                row = await self._fetchrow("metrics", tenant_id, CONSTITUTIONAL_HASH, staleness)
+                row = await self._read(
+                    "fetchrow", "metrics", tenant_id, CONSTITUTIONAL_HASH, staleness
+                )
         except asyncpg.ObjectNotInPrerequisiteStateError:  # the view was never populated
             if self._scoped:
-                row = await self._fetchrow("metrics_scoped_realtime", tenant=tenant_id)
+                row = await self._read("fetchrow", "metrics_scoped_realtime", tenant=tenant_id)
             else:
-                row = await self._fetchrow("metrics_realtime", tenant_id)
+                row = await self._read("fetchrow", "metrics_realtime", tenant_id)
         return None if row is None else _metrics(row)
 
     # -- decision cache -------------------------------------------------------------------

@@ -122,12 +122,6 @@ def premake_count(value: object) -> int:
     return value
 
 
-_VALIDATED: dict[str, Callable[[Any], Any]] = {
-    "retention": retention_interval,
-    "premake": premake_count,
-}
-
-
 def _lock_timeout(value: str) -> float:
     seconds = float(value)
     if not 0 < seconds <= MAX_LOCK_TIMEOUT:
@@ -142,11 +136,37 @@ def _retries(value: str) -> int:
     return count
 
 
+def _replica_urls(value: str) -> tuple[str, ...]:
+    """Comma-separated libpq URLs of hot standbys (blank entries ignored)."""
+    urls = tuple(part.strip() for part in value.split(",") if part.strip())
+    for url in urls:
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("expected comma-separated postgresql:// URLs")
+    return urls
+
+
+def replica_lag(value: object) -> float:
+    """Seconds of a standby's accepted lag: a finite number above 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"expected seconds above 0, got {type(value).__name__}")
+    seconds = float(value)
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError("expected seconds above 0")
+    return seconds
+
+
 def _timeout(value: str) -> float:
     seconds = float(value)
     if not (math.isfinite(seconds) and seconds >= 0):
         raise ValueError("expected seconds, 0 or more (0: no limit)")
     return seconds
+
+
+_VALIDATED: dict[str, Callable[[Any], Any]] = {
+    "retention": retention_interval,
+    "premake": premake_count,
+    "max_replica_lag": replica_lag,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +192,12 @@ class Settings:
     or ``transaction`` pooling mode. Behind PgBouncer only the startup parameters it forwards are
     sent (the schema must be the login's default ``search_path``); ``transaction`` also turns
     the statement cache off and refuses what cannot work there (see README, "PgBouncer")."""
+    replica_urls: tuple[str, ...] = field(default=(), metadata={"parse": _replica_urls})
+    """libpq URLs of hot standbys of the database (comma-separated): the repository reads
+    ``history()``, ``decision_scores()`` and ``tenant_metrics()`` from them (see README,
+    "Replicas"); empty: everything on the primary."""
+    max_replica_lag: float = field(default=1.0, metadata={"parse": replica_lag})
+    """Seconds a standby may be behind the primary and still serve reads (above 0)."""
     max_clock_skew: timedelta = field(default=timedelta(minutes=5), metadata={"parse": _seconds})
     """How far in the future a record's ``created_at`` may lie (seconds)."""
     max_details_bytes: int = 65536

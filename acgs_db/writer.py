@@ -191,6 +191,7 @@ class AuditWriter:
         connections: int = DEFAULT_CONNECTIONS,
         retry_for: float = DEFAULT_RETRY_FOR,
         metrics: Metrics | None = None,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
         if max_batch < 1 or max_queue < 1 or connections < 1:
             raise ValueError("max_batch, max_queue and connections must be at least 1")
@@ -204,6 +205,7 @@ class AuditWriter:
         self._max_queue = max_queue
         self._retry_for = retry_for
         self._metrics = metrics
+        self._on_commit = on_commit  # told before callers learn their batch is (maybe) stored
         self._lanes = [_Lane(pool) for _ in range(connections)]
         self._queue: collections.deque[_Entry] = collections.deque()
         self._room = asyncio.Semaphore(max_queue)
@@ -458,6 +460,8 @@ class AuditWriter:
             pause = min(pause * 2, _BACKOFF[1])
 
     def _acknowledge(self, batch: Sequence[_Entry]) -> None:
+        if self._on_commit is not None:
+            self._on_commit()
         now = time.perf_counter()
         self._written += len(batch)
         self._batches += 1
@@ -475,6 +479,8 @@ class AuditWriter:
     def _fail(
         self, batch: Sequence[_Entry], message: str, maybe_committed: bool, batch_id: str
     ) -> None:
+        if maybe_committed and self._on_commit is not None:
+            self._on_commit()
         self._failed += len(batch)
         self._last_error = message
         if self._metrics is not None:

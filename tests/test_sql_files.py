@@ -66,7 +66,7 @@ class ByCall:
 
 BY_CALL: dict[tuple[str, str], ByCall] = {
     ("acgs_db/repository.py", "f'queries/{name}'"): ByCall(
-        "queries/", {"_fetch": 0, "_fetchrow": 0, "_fetchval": 0, "_execute": 0}
+        "queries/", {"_fetch": 0, "_fetchrow": 0, "_fetchval": 0, "_execute": 0, "_read": 1}
     ),
     ("acgs_db/tenants.py", "f'tenants/{name}'"): ByCall("tenants/", {"_statement": 0}),
 }

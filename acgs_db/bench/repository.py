@@ -14,6 +14,8 @@ Everything runs in a scratch database (:mod:`acgs_db.bench.scratch`) on the conf
   pgbench's TPS of the history script as the server's ceiling; and the cost of row-level
   security (a tenant-scoped login) on the same calls.
 * **tenant_metrics()** from the view: p50/p99 on one connection.
+* **Replicas** (``--replicas``): history() QPS on the primary alone against the primary plus one
+  streaming standby, and the cost of the routing itself (see :func:`bench_replicas`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import psycopg
@@ -42,9 +45,11 @@ from sqlalchemy.pool import NullPool
 from acgs_db import tenants
 from acgs_db.bench.pgbench import Percentiles, RunOptions, ScriptName
 from acgs_db.bench.pgbench import run as run_pgbench
-from acgs_db.bench.scratch import scratch_database, url_as
+from acgs_db.bench.scratch import scratch_database, url_as, url_for
 from acgs_db.constants import CONSTITUTIONAL_HASH, VALIDATIONS_TABLE
-from acgs_db.pool import AnyConnection, create_pool, init_connection
+from acgs_db.errors import ConfigurationError
+from acgs_db.metrics import Metrics
+from acgs_db.pool import AnyConnection, PoolOptions, create_pool, init_connection
 from acgs_db.records import COPY_COLUMNS, Limits, ValidationRecord, copy_row
 from acgs_db.refresher import MetricsRefresher
 from acgs_db.repository import ValidationRepository
@@ -395,14 +400,168 @@ async def _rls_cost(
     }
 
 
-def run(url: str, options: Options, settings: Settings | None = None) -> dict[str, Any]:
-    """All of the above in one scratch database; returns the figures."""
+# -- replicas -------------------------------------------------------------------------------
+
+
+async def bench_replicas(
+    url: str, standby_url: str, options: Options, settings: Settings
+) -> dict[str, Any]:
+    """history() QPS of ``options.concurrency`` callers on the primary alone against the
+    primary plus one standby (reads routed there), in 1 s slices taking turns (medians);
+    the routing's own cost: the router's decision per call against a history() look-up, and
+    history() through the router against a pool on the same standby without one."""
+    sizes: PoolOptions = {"min_size": options.concurrency, "max_size": options.concurrency}
+    loader = await create_pool(url, replicas=[], settings=settings, min_size=1, max_size=2)
+    try:
+        await ValidationRepository(loader, settings).bulk_insert(
+            generate(Workload(rows=options.rows, days=30))
+        )
+        await loader.execute(load_sql("bench/vacuum_analyze"), timeout=_LONG)
+        pairs = [tuple(r) for r in await loader.fetch(load_sql("bench/sample_pairs"), 2000)]
+    finally:
+        await loader.close()
+    primary_pool = await create_pool(url, replicas=[], settings=settings, **sizes)
+    routed_pool = await create_pool(url, replicas=[standby_url], settings=settings, **sizes)
+    direct_pool = await create_pool(standby_url, replicas=[], settings=settings, **sizes)
+    try:
+        router = routed_pool.replicas
+        assert router is not None
+        if not await router.wait_ready(120.0):
+            raise RuntimeError("the standby did not catch up with the primary within 120 s")
+        rng = random.Random(13)
+        try:  # where the reads went, when the Prometheus extra is installed
+            metrics: Metrics | None = Metrics()
+        except ConfigurationError:
+            metrics = None
+        repos = {
+            "primary_only": ValidationRepository(primary_pool, settings),
+            "primary_plus_standby": ValidationRepository(routed_pool, settings, metrics=metrics),
+            # Its own collectors too, so that both sides time their statements alike.
+            "standby_without_router": ValidationRepository(
+                direct_pool, settings, metrics=None if metrics is None else Metrics()
+            ),
+        }
+
+        def caller(repo: ValidationRepository) -> Callable[[], Awaitable[Any]]:
+            async def call() -> Any:
+                tenant, decision = pairs[rng.randrange(len(pairs))]
+                return await repo.history(tenant, decision)
+
+            return call
+
+        qps: dict[str, list[float]] = {name: [] for name in repos}
+        for repo in repos.values():
+            await _qps([caller(repo)] * options.concurrency, 1.0)  # warm up
+        # Slices of one second, the three sides taking turns (the order turning each time), so
+        # that the machine's load drifts over all three alike.
+        names = list(repos)
+        slices = max(1, round(options.seconds)) * options.rounds
+        for turn in range(slices):
+            for name in names[turn % 3 :] + names[: turn % 3]:
+                qps[name].append(await _qps([caller(repos[name])] * options.concurrency, 1.0))
+        # One caller, calls through the router and on the standby's own pool taking turns (the
+        # same look-up each pair), so that the machine's load drifts equally over both.
+        routed_call = repos["primary_plus_standby"].history
+        direct_call = repos["standby_without_router"].history
+        # Also this process's CPU time per call: the client's own work, which the routing adds
+        # to (the server's is the same), and which other processes' load hardly disturbs.
+        routed_us: list[int] = []
+        direct_us: list[int] = []
+        cpu_ns = {"routed": 0, "direct": 0}
+        for i in range(options.calls):
+            tenant, decision = pairs[rng.randrange(len(pairs))]
+            order = (("routed", routed_call, routed_us), ("direct", direct_call, direct_us))
+            for side, call, sink in order if i % 2 else order[::-1]:
+                cpu = time.process_time_ns()
+                started = time.perf_counter_ns()
+                await call(tenant, decision)
+                sink.append((time.perf_counter_ns() - started) // 1000)
+                cpu_ns[side] += time.process_time_ns() - cpu
+        routed = Percentiles.of(routed_us)
+        direct_lookup = Percentiles.of(direct_us)
+        assert routed is not None and direct_lookup is not None
+        # The decision alone: the clock read and comparisons every routed read makes.
+        # In CPU time: on a loaded machine wall time mostly counts waiting for a core.
+        decisions = 200_000
+        started = time.process_time_ns()
+        for _ in range(decisions):
+            router.eligible()
+        decision_us = (time.process_time_ns() - started) / decisions / 1000
+        standby_reads = primary_reads = None
+        if metrics is not None:
+            standby_reads = metrics.registry.get_sample_value(
+                "acgs_db_replica_reads_total", {"target": router.standbys[0].name}
+            )
+            primary_reads = metrics.registry.get_sample_value(
+                "acgs_db_replica_reads_total", {"target": "primary"}
+            )
+    finally:
+        await direct_pool.close()
+        await routed_pool.close()
+        await primary_pool.close()
+    alone = _median(qps["primary_only"])
+    both = _median(qps["primary_plus_standby"])
+    direct = _median(qps["standby_without_router"])
+    routed_p50, direct_p50 = routed.p50, direct_lookup.p50
+    return {
+        "rows": options.rows,
+        "concurrency": options.concurrency,
+        "history_qps_primary_only": round(alone),
+        "history_qps_primary_plus_standby": round(both),
+        "ratio_standby_to_primary_only": round(both / alone, 3),
+        "history_qps_standby_pool_without_router": round(direct),
+        "ratio_routed_to_standby_without_router": round(both / direct, 3),
+        "qps_slices_of_1s": len(qps["primary_only"]),
+        "qps_slice_min_max": {name: [round(min(v)), round(max(v))] for name, v in qps.items()},
+        "reads_on_standby": standby_reads,
+        "reads_on_primary": primary_reads,
+        "history_one_caller_ms_routed": routed.to_json(),
+        "history_one_caller_ms_standby_without_router": direct_lookup.to_json(),
+        "routing_decision_us": round(decision_us, 3),
+        "routed_p50_to_direct_p50": round(routed_p50 / direct_p50, 3),
+        "routed_min_to_direct_min": round(routed.min / direct_lookup.min, 3),
+        "client_cpu_us_per_call_routed": round(cpu_ns["routed"] / options.calls / 1000, 1),
+        "client_cpu_us_per_call_direct": round(cpu_ns["direct"] / options.calls / 1000, 1),
+        "routing_client_cpu_us_per_call": round(
+            (cpu_ns["routed"] - cpu_ns["direct"]) / options.calls / 1000, 1
+        ),
+        # Shares of the fastest look-up (the least disturbed by the load; the p50 swells with
+        # it) and of the client's CPU per look-up: the stricter yardsticks.
+        "routing_decision_share_of_fastest_lookup": round(
+            decision_us / (direct_lookup.min * 1000), 4
+        ),
+        "routing_client_cpu_share_of_fastest_lookup": round(
+            (cpu_ns["routed"] - cpu_ns["direct"]) / options.calls / 1e6 / direct_lookup.min, 4
+        ),
+        "routing_client_cpu_share_of_client_cpu": round(
+            (cpu_ns["routed"] - cpu_ns["direct"]) / cpu_ns["direct"], 4
+        ),
+    }
+
+
+def run(
+    url: str,
+    options: Options,
+    settings: Settings | None = None,
+    *,
+    standby_url: str | None = None,
+    only_replicas: bool = False,
+) -> dict[str, Any]:
+    """All of the above in one scratch database; returns the figures. With ``standby_url`` (a
+    standby of ``url``'s server; its database part is replaced by the scratch database's), also
+    the replica figures; ``only_replicas`` runs those alone."""
     settings = settings or Settings.from_env()
     with scratch_database(url) as scratch:
         results: dict[str, Any] = {"options": asdict(options)}
-        results["copy"] = asyncio.run(bench_copy(scratch, options, settings))
-        results["memory"] = bench_memory(scratch, options.memory_rows)
-        results["reads"] = asyncio.run(bench_reads(scratch, options, settings))
+        if not only_replicas:
+            results["copy"] = asyncio.run(bench_copy(scratch, options, settings))
+            results["memory"] = bench_memory(scratch, options.memory_rows)
+            results["reads"] = asyncio.run(bench_reads(scratch, options, settings))
+        if standby_url is not None:
+            database = urlsplit(scratch).path.lstrip("/")
+            results["replicas"] = asyncio.run(
+                bench_replicas(scratch, url_for(standby_url, database), options, settings)
+            )
     return results
 
 

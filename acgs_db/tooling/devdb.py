@@ -624,6 +624,187 @@ class DevCluster:
             return ""
 
 
+REPLICAS_DIR = "replicas"
+"""Folder of the standbys, in the primary's folder: ``replicas/<K>``."""
+
+
+@dataclass(frozen=True)
+class StandbyStatus:
+    """What ``dev-db status`` reports of a standby."""
+
+    index: int
+    running: bool
+    url: str | None
+    data_dir: Path
+    behind_bytes: int | None
+    """WAL the standby has still to replay; None when the primary sees no stream from it."""
+    lag_seconds: float | None
+
+
+class StandbyCluster(DevCluster):
+    """Streaming standby ``index`` of a :class:`DevCluster`: a ``pg_basebackup -R`` copy of
+    its data (a physical replication slot of its own, so the primary keeps the WAL it has not
+    received), on a loopback port of its own, SCRAM as ``postgres`` with the primary's
+    password: clients use the primary's password file; the server reads a copy it owns."""
+
+    def __init__(self, primary: DevCluster, index: int) -> None:
+        if index < 0:
+            raise ConfigurationError(f"a replica number is 0 or more, got {index}")
+        self.primary = primary
+        self.index = index
+        super().__init__(primary.root / REPLICAS_DIR / str(index), bindir=primary.bindir, config={})
+
+    @property
+    def passfile(self) -> Path:
+        return self.primary.passfile
+
+    @property
+    def _server_passfile(self) -> Path:
+        """The password file the standby's server (and pg_basebackup) reads: its own copy."""
+        return self.root / PASSFILE
+
+    @property
+    def slot(self) -> str:
+        return f"acgs_replica_{self.index}"
+
+    def url(self) -> str:
+        """libpq URL of the standby's ``acgs`` database (read-only)."""
+        return self.admin_url(DATABASE)
+
+    def init(self) -> None:
+        """Copy the running primary with ``pg_basebackup -R`` through a new replication slot."""
+        if not self.primary.is_running():
+            raise ConfigurationError("the primary must run before a standby can copy it")
+        with self._locked():
+            if self.is_initialized():
+                return
+            self.root.chmod(0o711 if self._account is not None else 0o700)
+            self._server_passfile.unlink(missing_ok=True)
+            _write_new_file(
+                self._server_passfile, self.primary.passfile.read_text(), owner=self._account
+            )
+            self._drop_slot()
+            if self.data_dir.exists():  # a copy that failed half-way
+                shutil.rmtree(self.data_dir)
+            self.data_dir.mkdir(mode=0o700)
+            if self._account is not None:
+                os.chown(self.data_dir, self._account.pw_uid, self._account.pw_gid)
+            conninfo = (
+                f"host={HOST} port={self.primary.port} user={SUPERUSER}"
+                f" passfile={self._server_passfile} application_name={self.slot}"
+            )
+            result = self._run(
+                [
+                    self._bin("pg_basebackup"),
+                    "-D",
+                    str(self.data_dir),
+                    "-d",
+                    conninfo,
+                    "-R",
+                    "-C",
+                    "-S",
+                    self.slot,
+                    "-X",
+                    "stream",
+                    "-c",
+                    "fast",
+                    "-w",
+                ],
+                check=False,
+            )
+            if result.returncode != 0:
+                raise ConfigurationError(f"pg_basebackup failed: {result.stderr.strip()}")
+            self._port_file.write_text(str(free_port()))
+
+    def _ensure_database(self) -> None:
+        """Wait until the standby accepts connections (it cannot create anything)."""
+        import psycopg
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with psycopg.connect(self.url(), autocommit=True, connect_timeout=5):
+                    return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def _drop_slot(self) -> None:
+        """Drop this standby's slot on the primary, unless a standby streams from it."""
+        import psycopg
+
+        from acgs_db.resources import load_sql
+
+        if not self.primary.is_running():
+            return
+        with psycopg.connect(self.primary.admin_url(), autocommit=True) as conn:
+            conn.execute(load_sql("replicas/drop_slot"), {"slot": self.slot})
+
+    def destroy(self) -> None:
+        """Stop the standby, drop its slot (the primary stops keeping WAL for it), delete it."""
+        self.stop(mode="immediate")
+        self._drop_slot()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def replica_status(self, streams: dict[str, tuple[int | None, float | None]]) -> StandbyStatus:
+        """This standby's status, with its lag from the primary's ``streams``
+        (:func:`replication_streams`)."""
+        running = self.is_running()
+        behind, lag = streams.get(self.slot, (None, None))
+        return StandbyStatus(
+            index=self.index,
+            running=running,
+            url=self.url() if running and self.is_initialized() else None,
+            data_dir=self.data_dir,
+            behind_bytes=behind,
+            lag_seconds=lag,
+        )
+
+
+def standbys(primary: DevCluster) -> list[StandbyCluster]:
+    """The standbys made for ``primary`` so far, by number."""
+    folder = primary.root / REPLICAS_DIR
+    numbers = (
+        sorted(int(p.name) for p in folder.glob("*") if p.name.isdigit()) if folder.exists() else []
+    )
+    return [StandbyCluster(primary, number) for number in numbers]
+
+
+def replication_streams(primary: DevCluster) -> dict[str, tuple[int | None, float | None]]:
+    """On a running primary: each streaming standby's WAL bytes still to replay and delay in
+    seconds, by application name (the slot name: ``acgs_replica_<K>``)."""
+    import psycopg
+
+    from acgs_db.resources import load_sql
+
+    if not primary.is_running():
+        return {}
+    with psycopg.connect(primary.admin_url(), autocommit=True) as conn:
+        rows = conn.execute(load_sql("replicas/dev_replication")).fetchall()
+    return {
+        str(name): (
+            None if behind is None else int(behind),
+            None if lag is None else float(lag),
+        )
+        for name, behind, lag in rows
+    }
+
+
+def start_with_standbys(primary: DevCluster, replicas: int) -> tuple[str, list[str]]:
+    """Start ``primary`` and its standbys 0 to ``replicas - 1`` (made when missing); return
+    the URLs."""
+    url = primary.start()
+    return url, [StandbyCluster(primary, k).start() for k in range(replicas)]
+
+
+def stop_with_standbys(primary: DevCluster) -> None:
+    """Stop every standby of ``primary``, then the primary."""
+    for standby in standbys(primary):
+        standby.stop()
+    primary.stop()
+
+
 def database_url(settings: Settings) -> str:
     """The configured ``ACGS_DATABASE_URL``, else the embedded cluster's URL (started if needed)."""
     if settings.database_url:

@@ -29,7 +29,7 @@ from acgs_db.errors import ConfigurationError
 from acgs_db.settings import Settings
 from acgs_db.tooling.cli._common import app, console, friendly_errors, run
 from acgs_db.tooling.cli._common import settings as _settings
-from acgs_db.tooling.devdb import database_url
+from acgs_db.tooling.devdb import DevCluster, StandbyCluster, database_url
 
 if TYPE_CHECKING:
     from acgs_db.tooling.loader import LoadResult
@@ -543,6 +543,18 @@ def repository_command(
     ] = 5_000_000,
     calls: Annotated[int, typer.Option(help="history() calls on one connection.")] = 20_000,
     seconds: Annotated[float, typer.Option(help="Seconds of each concurrent run.")] = 10.0,
+    replicas: Annotated[
+        bool,
+        typer.Option(
+            "--replicas",
+            help="Also history() on the primary alone against the primary plus one standby:"
+            " the first of ACGS_REPLICA_URLS, else standby 0 of the embedded cluster (started,"
+            " or made, as by `dev-db start --replicas 1`).",
+        ),
+    ] = False,
+    replicas_only: Annotated[
+        bool, typer.Option("--replicas-only", help="Run the replica figures alone.")
+    ] = False,
     json_path: JsonOption = None,
 ) -> None:
     """bulk_insert, history() and tenant_metrics() against raw asyncpg, pgbench and
@@ -553,7 +565,21 @@ def repository_command(
     options = repository.Options(
         rows=rows, rounds=rounds, memory_rows=memory_rows, calls=calls, seconds=seconds
     )
-    results = repository.run(database_url(settings), options, settings)
+    url = database_url(settings)
+    standby_url = None
+    if replicas or replicas_only:
+        if settings.replica_urls:
+            standby_url = settings.replica_urls[0]
+        elif settings.database_url:
+            raise ConfigurationError(
+                "--replicas needs ACGS_REPLICA_URLS (a standby of ACGS_DATABASE_URL's server),"
+                " or neither variable set (then a standby of the embedded cluster is started)"
+            )
+        else:
+            standby_url = StandbyCluster(DevCluster(settings.dev_root), 0).start()
+    results = repository.run(
+        url, options, settings, standby_url=standby_url, only_replicas=replicas_only
+    )
     console.print(_figures("acgs-db bench repository", results))
     _write_json(json_path, results)
 

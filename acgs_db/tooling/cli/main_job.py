@@ -13,7 +13,15 @@ from acgs_db.settings import Settings
 from acgs_db.tooling import schema
 from acgs_db.tooling.cli._common import app, console, err, friendly_errors, run
 from acgs_db.tooling.cli._common import settings as _settings
-from acgs_db.tooling.devdb import DevCluster, database_url
+from acgs_db.tooling.devdb import (
+    DevCluster,
+    StandbyCluster,
+    database_url,
+    replication_streams,
+    standbys,
+    start_with_standbys,
+    stop_with_standbys,
+)
 from acgs_db.urls import redact_url
 
 dev_db = typer.Typer(
@@ -28,33 +36,64 @@ app.add_typer(dev_db, name="dev-db")
 
 @dev_db.command("start")
 @friendly_errors
-def dev_db_start() -> None:
+def dev_db_start(
+    replicas: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Also start this many streaming standbys (pg_basebackup -R with a replication"
+            " slot; made when missing): see `dev-db url --replica K`.",
+        ),
+    ] = 0,
+) -> None:
     """Create (initdb) and start the cluster; print its URL."""
-    _print_url(DevCluster(_settings().dev_root).start())
+    url, replica_urls = start_with_standbys(DevCluster(_settings().dev_root), replicas)
+    _print_url(url)
+    for index, replica_url in enumerate(replica_urls):
+        err.print(f"replica {index}: {replica_url}", highlight=False, markup=False, soft_wrap=True)
 
 
 @dev_db.command("stop")
 @friendly_errors
 def dev_db_stop() -> None:
-    """Stop the cluster (its data stays)."""
-    DevCluster(_settings().dev_root).stop()
+    """Stop the cluster and its standbys (their data stays)."""
+    stop_with_standbys(DevCluster(_settings().dev_root))
 
 
 @dev_db.command("status")
 @friendly_errors
 def dev_db_status() -> None:
-    """Say whether the cluster exists and runs."""
-    status = DevCluster(_settings().dev_root).status()
+    """Say whether the cluster and each standby exist and run, and how far each standby is
+    behind (WAL bytes still to replay, replay delay in seconds)."""
+    primary = DevCluster(_settings().dev_root)
+    status = primary.status()
     state = "running" if status.running else ("stopped" if status.initialized else "absent")
     _print_url(f"{state} {status.data_dir} {status.url or ''}".rstrip())
+    streams = replication_streams(primary)
+    for standby in standbys(primary):
+        replica = standby.replica_status(streams)
+        if replica.behind_bytes is None:
+            lag = "lag unknown (not streaming)"
+        else:
+            seconds = "?" if replica.lag_seconds is None else f"{replica.lag_seconds:.3f}"
+            lag = f"lag {replica.behind_bytes} bytes {seconds} s"
+        line = f"replica {replica.index} {'running' if replica.running else 'stopped'}"
+        _print_url(f"{line} {replica.data_dir} {replica.url or '-'} {lag}")
 
 
 @dev_db.command("url")
 @friendly_errors
-def dev_db_url() -> None:
+def dev_db_url(
+    replica: Annotated[
+        int | None,
+        typer.Option(min=0, help="Print standby K's URL instead (started, or made, if needed)."),
+    ] = None,
+) -> None:
     """Print the cluster's URL, starting it if needed (it holds no password: it names the
     cluster's password file, so ``psql "$(acgs-db dev-db url)"`` connects)."""
-    _print_url(DevCluster(_settings().dev_root).start())
+    primary = DevCluster(_settings().dev_root)
+    url = primary.start()
+    _print_url(url if replica is None else StandbyCluster(primary, replica).start())
 
 
 def _print_url(line: str) -> None:
