@@ -308,7 +308,10 @@ class Pool:
         await self.close()
 
     def terminate(self) -> None:
-        """Close every connection at once, without waiting (asyncpg's ``terminate``)."""
+        """Close every connection at once, without waiting (asyncpg's ``terminate``), the
+        standbys' too."""
+        if self.replicas is not None:
+            self.replicas.terminate()
         self._pool.terminate()
 
 

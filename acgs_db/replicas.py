@@ -122,6 +122,18 @@ class ReplicaRouter:
             standby.probe = None
             await standby.pool.close()
 
+    def terminate(self) -> None:
+        """Stop at once, without waiting (:meth:`Pool.terminate`): cancel the probes, close
+        the standbys' connections."""
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
+        for standby in self.standbys:
+            if standby.probe is not None:
+                standby.probe.terminate()
+                standby.probe = None
+            standby.pool.terminate()
+
     def report_to(self, metrics: Metrics) -> None:
         """Also set ``metrics``' replica-lag gauge at every probe."""
         if metrics not in self._metrics:

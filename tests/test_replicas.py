@@ -389,6 +389,34 @@ async def test_a_standby_down_at_start_is_no_error_and_used_once_up(
         await asyncio.to_thread(replicated.standby.start)
 
 
+def _sessions_on(url: str) -> int:
+    """Client sessions on ``url``'s database other than this one."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_terminate_also_drops_the_standby_connections_and_stops_the_probes(
+    replicated: Replicated, tenant: str
+) -> None:
+    pool = await create_pool(
+        replicated.url,
+        replicas=[replicated.standby_url],
+        settings=_settings(30.0),
+        min_size=1,
+        max_size=2,
+    )
+    assert await _router(pool).wait_ready(30.0)
+    await ValidationRepository(pool, _settings(30.0)).history(tenant, "d")
+    assert await asyncio.to_thread(_sessions_on, replicated.standby_url) >= 1
+    pool.terminate()
+    await _until(lambda: _sessions_on(replicated.standby_url) == 0)
+
+
 # -- the primary's jobs go on while the standby serves --------------------------------------
 
 
