@@ -73,8 +73,10 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from acgs_db.digest import BatchDigest
 from acgs_db.errors import AuditWriteError, WriterClosedError, WriterOverloaded
 from acgs_db.records import Limits, ValidationRecord, row_checker
+from acgs_db.resources import load_sql
 
 if TYPE_CHECKING:
     from acgs_db.ingest import Ingest
@@ -87,6 +89,8 @@ DEFAULT_MAX_DELAY = 0.0
 DEFAULT_MAX_QUEUE = 10_000
 DEFAULT_CONNECTIONS = 1
 DEFAULT_RETRY_FOR = 30.0
+STATEMENT_MAX = 256
+"""Batches up to this many rows are one statement (one round trip); larger ones one COPY."""
 _REFUSED = ("22", "23")  # SQLSTATE classes the bisection isolates: data, integrity
 _FINAL = (*_REFUSED, "42")  # refusals a retry cannot change: also syntax and privileges
 _CHECKER_AGE = 1.0  # seconds a row checker (and its "now") is reused
@@ -128,6 +132,11 @@ class _Refused(Exception):
     def __init__(self, cause: asyncpg.PostgresError) -> None:
         self.cause = cause
         super().__init__(str(cause))
+
+
+class _Conflict(Exception):
+    """The batch id was committed before with other rows (its ledger digest differs): these
+    rows are not stored. Only a defect (a batch id reused) can get here."""
 
 
 class _Unsettled(Exception):
@@ -214,7 +223,6 @@ class AuditWriter:
         self._closing = False
         self._started = False
         self._busy = 0
-        self._idle = 0
         self._written = 0
         self._batches = 0
         self._failed = 0
@@ -359,21 +367,16 @@ class AuditWriter:
             if self._queue:
                 if self._max_delay > 0 and self._busy > 0:
                     await self._linger()
-                # Share what is queued with the other idle connections (woken by the same
-                # event): batches that commit side by side, and groups of producers that then
-                # come back out of phase, so one batch's COPY overlaps another's commit.
-                batch = self._pop(-(-len(self._queue) // (self._idle + 1)))
+                # Everything queued (up to max_batch) leaves at once on this connection; a
+                # record that arrives while it is in flight leaves on another free one.
+                batch = self._pop(self._max_batch)
                 if batch:
                     return batch
                 continue
             if self._closing:
                 return None
             self._wake.clear()
-            self._idle += 1
-            try:
-                await self._wake.wait()
-            finally:
-                self._idle -= 1
+            await self._wake.wait()
 
     async def _linger(self) -> None:
         """While another batch is in flight, wait up to ``max_delay`` after the first queued
@@ -387,12 +390,11 @@ class AuditWriter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), remaining)
 
-    def _pop(self, share: int) -> list[_Entry]:
-        """Take up to ``share`` (at most ``max_batch``) records off the queue, dropping those
-        whose caller was cancelled meanwhile (they are never written)."""
+    def _pop(self, limit: int) -> list[_Entry]:
+        """Take up to ``limit`` records off the queue, dropping those whose caller was
+        cancelled meanwhile (they are never written)."""
         batch: list[_Entry] = []
         queue = self._queue
-        limit = min(share, self._max_batch)
         while queue and len(batch) < limit:
             entry = queue.popleft()
             self._room.release()
@@ -408,6 +410,14 @@ class AuditWriter:
         batch_id = str(uuid.uuid4())
         try:
             await self._store(lane, [entry.row for entry in batch], batch_id)
+        except _Conflict:
+            self._fail(
+                batch,
+                "batch id committed before with other rows (BatchConflictError): not stored",
+                False,
+                batch_id,
+            )
+            return
         except _Refused as refused:
             if len(batch) > 1 and (refused.cause.sqlstate or "")[:2] in _REFUSED:
                 half = len(batch) // 2
@@ -432,11 +442,17 @@ class AuditWriter:
         deadline = time.monotonic() + self._retry_for
         pause = _BACKOFF[0]
         attempted = False
+        digest = batch_digest(rows)
         while True:
             try:
                 conn = await lane.connection()
                 attempted = True
-                await self._ingest.copy_checked(conn, rows, batch_id)
+                if not await self._commit(conn, rows, batch_id, digest):
+                    # Committed before (a retry after an ambiguous commit): nothing written
+                    # now; the ledger's digest says whether it holds these very rows.
+                    stored = await conn.fetchval(load_sql("queries/batch_digest"), batch_id)
+                    if stored is not None and stored != digest:
+                        raise _Conflict(batch_id)
                 return
             except asyncpg.PostgresError as exc:
                 if exc.sqlstate is not None and exc.sqlstate[:2] in _FINAL:
@@ -455,6 +471,29 @@ class AuditWriter:
                 self._metrics.writer_retries.inc()
             await asyncio.sleep(pause)
             pause = min(pause * 2, _BACKOFF[1])
+
+    async def _commit(
+        self, conn: asyncpg.Connection, rows: list[Row], batch_id: str, digest: bytes
+    ) -> bool:
+        """One attempt at batch ``batch_id``; False when it was committed before (nothing is
+        written). Up to :data:`STATEMENT_MAX` rows: one statement (claim and rows, one round
+        trip, one implicit transaction); more: one transaction with a COPY."""
+        if len(rows) > STATEMENT_MAX:
+            return await self._ingest.copy_checked(conn, rows, batch_id, digest)
+        tenants, decisions, hashes, scores, details, took, created = zip(*rows, strict=True)
+        status = await conn.execute(
+            load_sql("queries/writer_batch"),
+            batch_id,
+            tenants,
+            decisions,
+            hashes[0],  # the checks admit one constitutional hash
+            scores,
+            details,
+            took,
+            created,
+            digest,
+        )
+        return bool(status != "INSERT 0 0")  # a batch holds at least one row
 
     def _acknowledge(self, batch: Sequence[_Entry]) -> None:
         now = time.perf_counter()
@@ -483,3 +522,12 @@ class AuditWriter:
                 entry.future.set_exception(
                     AuditWriteError(message, maybe_committed=maybe_committed, batch_id=batch_id)
                 )
+
+
+def batch_digest(rows: Sequence[Row]) -> bytes:
+    """The ledger digest (:mod:`acgs_db.digest`) of checked rows; a ``created_at`` of None
+    (the server's time) is encoded as not given, as ``bulk_insert`` encodes it."""
+    digest = BatchDigest()
+    for row in rows:
+        digest.add(row, row[-1] is not None)
+    return digest.digest()
