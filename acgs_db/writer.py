@@ -16,15 +16,22 @@ Design decisions, and why:
   flight (the server is busy anyway) a free connection may wait up to ``max_delay`` after the
   first queued record for its batch to fill; it never delays a record while nothing is in
   flight.
-* **Connections (default 1).** Each carries one batch at a time; with several, what is queued
-  is shared among the free ones (each takes its share), so one batch's COPY can overlap another's
-  commit. Measured on the 2-core development machine with 64 closed-loop producers
-  (``acgs-db bench writer``, README): 1 connection 6,416 validations/s (batches of 64), 2:
-  3,475 (batches of 31), 3: 2,725 (batches of 21); alternated short runs gave 1: 3,661-4,648
-  against 2: 3,193-4,077. The server's CPU, not the commit flush, is the bound there, so
-  splitting only adds per-batch cost; on a server with idle cores 2 may win (not measured).
-  The connections are taken from the pool when the writer starts and held until it closes
-  (one lost with the server is replaced).
+* **Connections (default 1).** Each carries one batch at a time. A free connection takes
+  everything queued (up to ``max_batch``); a record that arrives while a batch is in flight
+  leaves on another free connection. What is queued is never split among free connections:
+  splitting 64 closed-loop records into two batches measured slower (previous session: 1
+  connection 6,416 validations/s, 2 splitting: 3,475), since the server's CPU, not the commit
+  flush, is the bound on the 2-core development machine. With 64 closed-loop producers the
+  second connection then stays idle; at a fixed rate it takes the arrivals during a batch (in
+  ``acgs-db bench writer --rate 500`` at load 15 it changed nothing measurable: README). The
+  connections are taken from the pool when the writer starts and held until it closes (one
+  lost with the server is replaced).
+* **One round trip per batch.** A batch of up to :data:`STATEMENT_MAX` rows is one statement
+  (``queries/writer_batch``): a data-modifying CTE claims the batch id in ``ingest_batches``
+  and an ``INSERT ... SELECT FROM unnest(arrays)`` inserts the rows only if the claim
+  succeeded, in one implicit transaction: one round trip, one commit. Larger batches take
+  :meth:`Ingest.copy_checked` (BEGIN, claim, COPY, COMMIT), ahead for 1,000 rows. The ledger's
+  statement-level trigger records both alike.
 * **Checks at write().** A record is checked (:func:`acgs_db.records.row_checker`) and encoded
   in its caller's ``write()``: a bad one raises :class:`InvalidRecordError` there and never
   enters a batch. ``created_at=None`` stays None until the batch's transaction, where it
@@ -32,15 +39,16 @@ Design decisions, and why:
   bounded by this host's clock plus ``ACGS_MAX_CLOCK_SKEW`` (within a second: the checker is
   rebuilt once a second).
 * **One ledger row per batch.** Every batch gets a uuid ``batch_id`` recorded in
-  ``ingest_batches`` in its own transaction (:meth:`Ingest.copy_checked`). After a lost
-  connection, a timeout or a killed server the outcome of the commit is unknown; the writer
-  retries the batch with the same id on a new connection, with backoff, for up to
+  ``ingest_batches`` in its own transaction, with the rows' digest (:mod:`acgs_db.digest`).
+  After a lost connection, a timeout or a killed server the outcome of the commit is unknown;
+  the writer retries the batch with the same id on a new connection, with backoff, for up to
   ``retry_for`` seconds: a batch that did commit claims nothing and writes nothing again, one
   that did not is written. Only then are its callers answered: acknowledged, or, when the
   server stayed away, :class:`AuditWriteError` with ``maybe_committed=True`` and the batch id
-  (False when no attempt reached the server).
-  The ledger grows by one row per batch; it needs a purge of rows older than a day (not
-  included: where it runs is the operator's choice).
+  (False when no attempt reached the server). A retry that finds its batch committed
+  compares the stored digest with its rows' (different: a reused batch id, the callers fail,
+  not committed). The refresher purges ledger rows older than ACGS_BATCH_LEDGER_RETENTION
+  (migration 0012), never fewer than an hour old: far beyond ``retry_for``.
 * **A batch the server refuses** (a constraint or data error the client checks did not catch:
   SQLSTATE classes 22, 23) is split in halves and each half retried, recursively, so only the
   offending record's caller gets :class:`AuditWriteError` (``maybe_committed=False``); this

@@ -15,8 +15,9 @@ a multi-connection batch with a part still prepared. The writer and refresher ro
 entries and blocks, not this retry state).
 
 Lock levels: SHARE on ``ingest_batches`` while CREATE INDEX reads it: batch claims (the audit
-writer, ``bulk_insert(batch_id=...)``) wait for the build, which reads the ledger once (about
-a second per million rows); everything else is new.
+writer, ``bulk_insert(batch_id=...)``) wait for the build, which reads the ledger once
+(measured: 2.6 s for the same index over 1,000,000 rows on the dev VM at load average 14;
+keep the ledger purged and it stays small); everything else is new.
 """
 
 from __future__ import annotations
