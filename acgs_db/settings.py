@@ -227,7 +227,8 @@ class Settings:
     batch_ledger_retention: float = field(default=86400.0, metadata={"parse": float})
     """Seconds the batch ledger (``ingest_batches``) keeps a batch's row, which makes a retry
     of that batch write nothing: 0 never purges, else at least 3600 (checked by
-    :func:`batch_ledger_retention`). The refresher's loop purges older rows once per interval."""
+    :func:`batch_ledger_retention`). The refresher's loop and ``acgs-db maintain`` purge
+    older rows."""
     dev_dir: Path | None = field(default=None, metadata={"parse": Path})
     """Folder of the embedded development cluster; unset means ``.acgs`` in the project."""
     cron_database: str = "postgres"
