@@ -574,12 +574,15 @@ class Ingest:
 
     # -- already checked rows, for the audit writer -------------------------------------------
 
-    async def copy_checked(self, conn: PooledConnection, rows: list[Row], batch_id: str) -> bool:
+    async def copy_checked(
+        self, conn: PooledConnection, rows: list[Row], batch_id: str, digest: bytes
+    ) -> bool:
         """COPY rows that :func:`row_checker` already made, on ``conn``, in one transaction
-        recorded in the ledger as ``batch_id``; a row whose ``created_at`` is None takes the
-        transaction's time. Returns False, writing nothing, when ``batch_id`` was committed
-        before (a retry after an ambiguous failure). Server errors are raised as they come,
-        for the caller (:mod:`acgs_db.writer`) to tell a refusal from a lost connection."""
+        recorded in the ledger as ``batch_id`` with ``digest``; a row whose ``created_at`` is
+        None takes the transaction's time. Returns False, writing nothing, when ``batch_id``
+        was committed before (a retry after an ambiguous failure). Server errors are raised as
+        they come, for the caller (:mod:`acgs_db.writer`) to tell a refusal from a lost
+        connection."""
         async with conn.transaction():
             now, staged, claimed, _ = _one(
                 await conn.fetchrow(
@@ -587,6 +590,7 @@ class Ingest:
                     batch_id,
                     len(rows),
                     milliseconds(self._timeout),
+                    digest,
                 )
             )
             if not claimed:

@@ -13,7 +13,9 @@ inserts whose writer died (:meth:`MetricsRefresher.recover_once`, the repository
 ``recover_prepared`` for parts older than ACGS_RECOVER_AFTER), so that none holds its locks
 and rows until an operator runs ``acgs-db recover``; and it seals the tamper-evident ledger's
 final entries into a block (:meth:`MetricsRefresher.seal_once`, ``ledger_seal()``), so that the
-digest an operator keeps elsewhere (``acgs-db ledger digest``) covers recent writes.
+digest an operator keeps elsewhere (``acgs-db ledger digest``) covers recent writes; and it
+purges batch-ledger rows older than ACGS_BATCH_LEDGER_RETENTION
+(:meth:`MetricsRefresher.purge_once`, ``ingest_batches_purge()``, in bounded steps).
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ if TYPE_CHECKING:
     from acgs_db.pool import Pool
 
 log = logging.getLogger(__name__)
+
+PURGE_STEP = 5000
+"""Batch-ledger rows one purge step deletes at most (one short transaction each)."""
+PURGE_STEPS = 20
+"""Steps per purge: at most PURGE_STEP x PURGE_STEPS rows per refresher interval."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +86,14 @@ class RefresherStatus:
     """The block that seal made (None when nothing was final yet)."""
     seal_failures: int = 0
     last_seal_error: str | None = None
+    last_purge: datetime | None = None
+    """When the loop last purged old batch-ledger rows (None: never)."""
+    last_purged: int = 0
+    """Batch-ledger rows that purge deleted."""
+    purged: int = 0
+    """Batch-ledger rows purged since the start."""
+    purge_failures: int = 0
+    last_purge_error: str | None = None
 
 
 class MetricsRefresher:
@@ -102,6 +117,7 @@ class MetricsRefresher:
         metrics: Metrics | None = None,
         recover: bool = True,
         seal: bool = True,
+        purge: bool = True,
     ) -> None:
         self._pool = pool
         self._settings = settings or Settings.from_env()
@@ -115,6 +131,8 @@ class MetricsRefresher:
         self._recovered_at: float | None = None
         self._seal = seal
         self._sealed_at: float | None = None
+        self._purge = purge
+        self._purged_at: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.status = RefresherStatus()
@@ -218,6 +236,52 @@ class MetricsRefresher:
         if block is not None:
             log.info("sealed ledger block %d", block)
 
+    async def purge_once(self) -> int:
+        """Delete batch-ledger rows older than ACGS_BATCH_LEDGER_RETENTION now, in steps of at
+        most :data:`PURGE_STEP` rows (each its own transaction), :data:`PURGE_STEPS` at most;
+        rows of batches with a part still prepared are kept (``ingest_batches_purge()``).
+        Records it in :attr:`status`; returns the rows deleted (0 when retention is 0)."""
+        self._purged_at = time.monotonic()
+        retention = self._settings.batch_ledger_retention
+        status = self.status
+        total = 0
+        try:
+            if retention > 0:
+                for _ in range(PURGE_STEPS):
+                    step = int(
+                        await self._pool.fetchval(
+                            load_sql("queries/batch_purge"), retention, PURGE_STEP
+                        )
+                    )
+                    total += step
+                    if step < PURGE_STEP:
+                        break
+        except Exception as exc:
+            status.purge_failures += 1
+            status.last_purge_error = f"{type(exc).__name__}: {exc}"
+            status.purged += total
+            raise
+        status.last_purge = datetime.now(UTC)
+        status.last_purged = total
+        status.purged += total
+        status.last_purge_error = None
+        return total
+
+    async def _purge_when_due(self) -> None:
+        """A purge at most once per interval, like the recovery (failures are logged)."""
+        due = self._purged_at is None or time.monotonic() - self._purged_at >= self.interval
+        if not (self._purge and due):
+            return
+        try:
+            purged = await self.purge_once()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("purging the batch ledger failed: %s", _first_line(exc))
+            return
+        if purged:
+            log.info("purged %d batch-ledger rows", purged)
+
     def _record_success(self, result: RefreshResult) -> None:
         status = self.status
         status.consecutive_failures = 0
@@ -268,6 +332,7 @@ class MetricsRefresher:
                     delay = self.interval
                 await self._recover_when_due()
                 await self._seal_when_due()
+                await self._purge_when_due()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
         finally:

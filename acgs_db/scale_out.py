@@ -207,6 +207,12 @@ STATEMENTS: Final[dict[str, Statement]] = {
         "path): Citus pulls the rows to the coordinator and routes each by tenant_id; they are "
         "all the bound tenant's, so one shard is written",
     ),
+    "writer_batch": Statement(
+        Routing.CROSS_SHARD,
+        "the audit writer's batch of up to 256 rows of any tenants in one INSERT ... SELECT "
+        "FROM unnest(arrays) with its claim in ingest_batches (local): Citus routes each row "
+        "by tenant_id, and the batch commits on every shard it touched with the local claim",
+    ),
     "copy_start": Statement(
         Routing.NO_DISTRIBUTED_TABLE,
         "now(), row_security_active() and set_config(): catalog and session only",
@@ -215,6 +221,10 @@ STATEMENTS: Final[dict[str, Statement]] = {
     "batch_count": Statement(Routing.NO_DISTRIBUTED_TABLE, "ingest_batches (local)"),
     "batch_decided": Statement(Routing.NO_DISTRIBUTED_TABLE, "ingest_batches (local)"),
     "batch_digest": Statement(Routing.NO_DISTRIBUTED_TABLE, "ingest_batches (local)"),
+    "batch_purge": Statement(
+        Routing.NO_DISTRIBUTED_TABLE,
+        "ingest_batches_purge(): ingest_batches (local) and pg_prepared_xacts on the coordinator",
+    ),
     "batch_start": Statement(
         Routing.NO_DISTRIBUTED_TABLE,
         "the audit writer's claim in ingest_batches (local), now() and row_security_active()",

@@ -122,6 +122,26 @@ def premake_count(value: object) -> int:
     return value
 
 
+MIN_BATCH_LEDGER_RETENTION = 3600.0
+"""Shortest accepted ``ACGS_BATCH_LEDGER_RETENTION`` (seconds): a purged ledger row no longer
+stops a retry of its batch from writing it again, so rows must outlive every retry."""
+
+
+def batch_ledger_retention(value: object) -> float:
+    """Seconds ``ingest_batches`` rows are kept: 0 (never purged) or at least an hour."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected seconds, got {type(value).__name__}")
+    seconds = float(value)
+    if not math.isfinite(seconds) or (
+        seconds != 0 and not MIN_BATCH_LEDGER_RETENTION <= seconds <= 100 * 366 * 86400
+    ):
+        raise ValueError(
+            f"expected 0 (never purge) or seconds from {MIN_BATCH_LEDGER_RETENTION:g} (an hour:"
+            " a purged batch could be written again by a late retry) to 100 years"
+        )
+    return seconds
+
+
 def _lock_timeout(value: str) -> float:
     seconds = float(value)
     if not 0 < seconds <= MAX_LOCK_TIMEOUT:
@@ -166,6 +186,7 @@ _VALIDATED: dict[str, Callable[[Any], Any]] = {
     "retention": retention_interval,
     "premake": premake_count,
     "max_replica_lag": replica_lag,
+    "batch_ledger_retention": batch_ledger_retention,
 }
 
 
@@ -229,6 +250,11 @@ class Settings:
     recover_after: float = field(default=60.0, metadata={"parse": _timeout})
     """Age in seconds after which the refresher and ``acgs-db maintain`` settle prepared parts
     of a multi-connection bulk insert whose writer died."""
+    batch_ledger_retention: float = field(default=86400.0, metadata={"parse": float})
+    """Seconds the batch ledger (``ingest_batches``) keeps a batch's row, which makes a retry
+    of that batch write nothing: 0 never purges, else at least 3600 (checked by
+    :func:`batch_ledger_retention`). The refresher's loop and ``acgs-db maintain`` purge
+    older rows."""
     dev_dir: Path | None = field(default=None, metadata={"parse": Path})
     """Folder of the embedded development cluster; unset means ``.acgs`` in the project."""
     cron_database: str = "postgres"

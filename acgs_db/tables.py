@@ -232,6 +232,7 @@ ingest_batches = Table(
     UniqueConstraint("token", name="ingest_batches_token_key"),
 )
 """The ledger of bulk-insert batches (idempotent retries, two-phase COPY)."""
+Index("ingest_batches_committed_at", ingest_batches.c.committed_at)  # the purge, oldest first
 
 
 tenant_logins = Table(

@@ -16,15 +16,22 @@ Design decisions, and why:
   flight (the server is busy anyway) a free connection may wait up to ``max_delay`` after the
   first queued record for its batch to fill; it never delays a record while nothing is in
   flight.
-* **Connections (default 1).** Each carries one batch at a time; with several, what is queued
-  is shared among the free ones (each takes its share), so one batch's COPY can overlap another's
-  commit. Measured on the 2-core development machine with 64 closed-loop producers
-  (``acgs-db bench writer``, README): 1 connection 6,416 validations/s (batches of 64), 2:
-  3,475 (batches of 31), 3: 2,725 (batches of 21); alternated short runs gave 1: 3,661-4,648
-  against 2: 3,193-4,077. The server's CPU, not the commit flush, is the bound there, so
-  splitting only adds per-batch cost; on a server with idle cores 2 may win (not measured).
-  The connections are taken from the pool when the writer starts and held until it closes
-  (one lost with the server is replaced).
+* **Connections (default 1).** Each carries one batch at a time. A free connection takes
+  everything queued (up to ``max_batch``); a record that arrives while a batch is in flight
+  leaves on another free connection. What is queued is never split among free connections:
+  splitting 64 closed-loop records into two batches measured slower (previous session: 1
+  connection 6,416 validations/s, 2 splitting: 3,475), since the server's CPU, not the commit
+  flush, is the bound on the 2-core development machine. With 64 closed-loop producers the
+  second connection then stays idle; at a fixed rate it takes the arrivals during a batch (in
+  ``acgs-db bench writer --rate 500`` at load 15 it changed nothing measurable: README). The
+  connections are taken from the pool when the writer starts and held until it closes (one
+  lost with the server is replaced).
+* **One round trip per batch.** A batch of up to :data:`STATEMENT_MAX` rows is one statement
+  (``queries/writer_batch``): a data-modifying CTE claims the batch id in ``ingest_batches``
+  and an ``INSERT ... SELECT FROM unnest(arrays)`` inserts the rows only if the claim
+  succeeded, in one implicit transaction: one round trip, one commit. Larger batches take
+  :meth:`Ingest.copy_checked` (BEGIN, claim, COPY, COMMIT), ahead for 1,000 rows. The ledger's
+  statement-level trigger records both alike.
 * **Checks at write().** A record is checked (:func:`acgs_db.records.row_checker`) and encoded
   in its caller's ``write()``: a bad one raises :class:`InvalidRecordError` there and never
   enters a batch. ``created_at=None`` stays None until the batch's transaction, where it
@@ -32,15 +39,16 @@ Design decisions, and why:
   bounded by this host's clock plus ``ACGS_MAX_CLOCK_SKEW`` (within a second: the checker is
   rebuilt once a second).
 * **One ledger row per batch.** Every batch gets a uuid ``batch_id`` recorded in
-  ``ingest_batches`` in its own transaction (:meth:`Ingest.copy_checked`). After a lost
-  connection, a timeout or a killed server the outcome of the commit is unknown; the writer
-  retries the batch with the same id on a new connection, with backoff, for up to
+  ``ingest_batches`` in its own transaction, with the rows' digest (:mod:`acgs_db.digest`).
+  After a lost connection, a timeout or a killed server the outcome of the commit is unknown;
+  the writer retries the batch with the same id on a new connection, with backoff, for up to
   ``retry_for`` seconds: a batch that did commit claims nothing and writes nothing again, one
   that did not is written. Only then are its callers answered: acknowledged, or, when the
   server stayed away, :class:`AuditWriteError` with ``maybe_committed=True`` and the batch id
-  (False when no attempt reached the server).
-  The ledger grows by one row per batch; it needs a purge of rows older than a day (not
-  included: where it runs is the operator's choice).
+  (False when no attempt reached the server). A retry that finds its batch committed
+  compares the stored digest with its rows' (different: a reused batch id, the callers fail,
+  not committed). The refresher purges ledger rows older than ACGS_BATCH_LEDGER_RETENTION
+  (migration 0012), never fewer than an hour old: far beyond ``retry_for``.
 * **A batch the server refuses** (a constraint or data error the client checks did not catch:
   SQLSTATE classes 22, 23) is split in halves and each half retried, recursively, so only the
   offending record's caller gets :class:`AuditWriteError` (``maybe_committed=False``); this
@@ -73,8 +81,10 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from acgs_db.digest import BatchDigest
 from acgs_db.errors import AuditWriteError, WriterClosedError, WriterOverloaded
 from acgs_db.records import Limits, ValidationRecord, row_checker
+from acgs_db.resources import load_sql
 
 if TYPE_CHECKING:
     from acgs_db.ingest import Ingest
@@ -88,6 +98,8 @@ DEFAULT_MAX_DELAY = 0.0
 DEFAULT_MAX_QUEUE = 10_000
 DEFAULT_CONNECTIONS = 1
 DEFAULT_RETRY_FOR = 30.0
+STATEMENT_MAX = 256
+"""Batches up to this many rows are one statement (one round trip); larger ones one COPY."""
 _REFUSED = ("22", "23")  # SQLSTATE classes the bisection isolates: data, integrity
 _FINAL = (*_REFUSED, "42")  # refusals a retry cannot change: also syntax and privileges
 _CHECKER_AGE = 1.0  # seconds a row checker (and its "now") is reused
@@ -129,6 +141,11 @@ class _Refused(Exception):
     def __init__(self, cause: asyncpg.PostgresError) -> None:
         self.cause = cause
         super().__init__(str(cause))
+
+
+class _Conflict(Exception):
+    """The batch id was committed before with other rows (its ledger digest differs): these
+    rows are not stored. Only a defect (a batch id reused) can get here."""
 
 
 class _Unsettled(Exception):
@@ -217,7 +234,6 @@ class AuditWriter:
         self._closing = False
         self._started = False
         self._busy = 0
-        self._idle = 0
         self._written = 0
         self._batches = 0
         self._failed = 0
@@ -362,21 +378,16 @@ class AuditWriter:
             if self._queue:
                 if self._max_delay > 0 and self._busy > 0:
                     await self._linger()
-                # Share what is queued with the other idle connections (woken by the same
-                # event): batches that commit side by side, and groups of producers that then
-                # come back out of phase, so one batch's COPY overlaps another's commit.
-                batch = self._pop(-(-len(self._queue) // (self._idle + 1)))
+                # Everything queued (up to max_batch) leaves at once on this connection; a
+                # record that arrives while it is in flight leaves on another free one.
+                batch = self._pop(self._max_batch)
                 if batch:
                     return batch
                 continue
             if self._closing:
                 return None
             self._wake.clear()
-            self._idle += 1
-            try:
-                await self._wake.wait()
-            finally:
-                self._idle -= 1
+            await self._wake.wait()
 
     async def _linger(self) -> None:
         """While another batch is in flight, wait up to ``max_delay`` after the first queued
@@ -390,12 +401,11 @@ class AuditWriter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), remaining)
 
-    def _pop(self, share: int) -> list[_Entry]:
-        """Take up to ``share`` (at most ``max_batch``) records off the queue, dropping those
-        whose caller was cancelled meanwhile (they are never written)."""
+    def _pop(self, limit: int) -> list[_Entry]:
+        """Take up to ``limit`` records off the queue, dropping those whose caller was
+        cancelled meanwhile (they are never written)."""
         batch: list[_Entry] = []
         queue = self._queue
-        limit = min(share, self._max_batch)
         while queue and len(batch) < limit:
             entry = queue.popleft()
             self._room.release()
@@ -411,6 +421,14 @@ class AuditWriter:
         batch_id = str(uuid.uuid4())
         try:
             await self._store(lane, [entry.row for entry in batch], batch_id)
+        except _Conflict:
+            self._fail(
+                batch,
+                "batch id committed before with other rows (BatchConflictError): not stored",
+                False,
+                batch_id,
+            )
+            return
         except _Refused as refused:
             if len(batch) > 1 and (refused.cause.sqlstate or "")[:2] in _REFUSED:
                 half = len(batch) // 2
@@ -435,11 +453,17 @@ class AuditWriter:
         deadline = time.monotonic() + self._retry_for
         pause = _BACKOFF[0]
         attempted = False
+        digest = batch_digest(rows)
         while True:
             try:
                 conn = await lane.connection()
                 attempted = True
-                await self._ingest.copy_checked(conn, rows, batch_id)
+                if not await self._commit(conn, rows, batch_id, digest):
+                    # Committed before (a retry after an ambiguous commit): nothing written
+                    # now; the ledger's digest says whether it holds these very rows.
+                    stored = await conn.fetchval(load_sql("queries/batch_digest"), batch_id)
+                    if stored is not None and stored != digest:
+                        raise _Conflict(batch_id)
                 return
             except asyncpg.PostgresError as exc:
                 if exc.sqlstate is not None and exc.sqlstate[:2] in _FINAL:
@@ -458,6 +482,29 @@ class AuditWriter:
                 self._metrics.writer_retries.inc()
             await asyncio.sleep(pause)
             pause = min(pause * 2, _BACKOFF[1])
+
+    async def _commit(
+        self, conn: PooledConnection, rows: list[Row], batch_id: str, digest: bytes
+    ) -> bool:
+        """One attempt at batch ``batch_id``; False when it was committed before (nothing is
+        written). Up to :data:`STATEMENT_MAX` rows: one statement (claim and rows, one round
+        trip, one implicit transaction); more: one transaction with a COPY."""
+        if len(rows) > STATEMENT_MAX:
+            return await self._ingest.copy_checked(conn, rows, batch_id, digest)
+        tenants, decisions, hashes, scores, details, took, created = zip(*rows, strict=True)
+        status = await conn.execute(
+            load_sql("queries/writer_batch"),
+            batch_id,
+            tenants,
+            decisions,
+            hashes[0],  # the checks admit one constitutional hash
+            scores,
+            details,
+            took,
+            created,
+            digest,
+        )
+        return bool(status != "INSERT 0 0")  # a batch holds at least one row
 
     def _acknowledge(self, batch: Sequence[_Entry]) -> None:
         if self._on_commit is not None:
@@ -490,3 +537,12 @@ class AuditWriter:
                 entry.future.set_exception(
                     AuditWriteError(message, maybe_committed=maybe_committed, batch_id=batch_id)
                 )
+
+
+def batch_digest(rows: Sequence[Row]) -> bytes:
+    """The ledger digest (:mod:`acgs_db.digest`) of checked rows; a ``created_at`` of None
+    (the server's time) is encoded as not given, as ``bulk_insert`` encodes it."""
+    digest = BatchDigest()
+    for row in rows:
+        digest.add(row, row[-1] is not None)
+    return digest.digest()

@@ -161,6 +161,10 @@ def test_maintain_reports_the_rows_it_moved_and_exits_0(store: str) -> None:
             " created_at) VALUES ('t', 'a', 0.5, now() + interval '6 months'),"
             " ('t', 'b', 0.5, now() + interval '6 months')"
         )
+        conn.execute(
+            "INSERT INTO ingest_batches (batch_id, committed_at)"
+            " VALUES ('old', now() - interval '2 days'), ('new', now())"
+        )
     done = _cli(store, "maintain")
     assert done.returncode == 0
     assert done.stderr == ""
@@ -168,9 +172,12 @@ def test_maintain_reports_the_rows_it_moved_and_exits_0(store: str) -> None:
     assert lines[0].startswith("maintained public.constitutional_validations in ")
     assert lines[0].endswith("2 rows moved out of the default partition")
     assert any(line.startswith("moved 2 rows (") for line in lines)
-    assert lines[-1] == (
-        "recovered prepared bulk-insert parts older than 60 s: committed 0, rolled back 0"
-    )
+    assert lines[-2:] == [
+        "recovered prepared bulk-insert parts older than 60 s: committed 0, rolled back 0",
+        "purged 1 batch-ledger rows older than 86400 s",
+    ]
+    with psycopg.connect(store) as conn:
+        assert conn.execute("SELECT batch_id FROM ingest_batches").fetchall() == [("new",)]
 
 
 def test_maintain_of_an_unmigrated_database_is_one_error_line(fresh_database: str) -> None:

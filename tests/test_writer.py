@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 import psycopg
@@ -30,12 +33,14 @@ from acgs_db import (
 )
 from acgs_db.metrics import Metrics
 from acgs_db.pool import Pool, create_pool
+from acgs_db.records import Limits, row_checker
 from acgs_db.tooling import schema
-from acgs_db.writer import AuditWriter
+from acgs_db.writer import STATEMENT_MAX, AuditWriter, batch_digest
 
 
-def _record(tenant: str, n: int) -> ValidationRecord:
-    return ValidationRecord(tenant, f"d{n % 7}", Decimal(n % 100) / 100, {"n": n}, n % 500)
+def _record(tenant: str, n: int, **changes: Any) -> ValidationRecord:
+    record = ValidationRecord(tenant, f"d{n % 7}", Decimal(n % 100) / 100, {"n": n}, n % 500)
+    return record._replace(**changes)
 
 
 async def _stored_numbers(pool: Pool, tenant: str) -> list[int]:
@@ -365,3 +370,79 @@ async def test_a_cancelled_close_answers_every_caller(
     with pytest.raises(WriterClosedError):
         await writer.write(_record(tenant, 4))
     assert set(await _stored_numbers(pool, tenant)) <= {0}
+
+
+async def test_both_batch_paths_record_the_ledger_the_digest_and_each_row_once(
+    repo: ValidationRepository, pool: Pool, tenant: str, database_url: str
+) -> None:
+    """A batch of up to STATEMENT_MAX rows is one statement, a larger one a COPY: both claim
+    their batch id with the rows' count and digest, and the ledger's trigger records an entry
+    covering every row (migration 0010)."""
+    small, large = 40, STATEMENT_MAX + 44
+    async with repo.audit_writer(connections=1) as writer:
+        async with _ledger_locked(database_url) as admin:
+            first = asyncio.create_task(writer.write(_record(tenant, 0)))
+            await _claims_waiting(admin, 1)  # record 0 in flight, the rest queue behind it
+            tasks = [
+                asyncio.create_task(writer.write(_record(tenant, n))) for n in range(1, 1 + large)
+            ]
+            await until(lambda: writer.status.queued == large)
+        await asyncio.gather(first, *tasks)
+        await asyncio.gather(*(writer.write(_record(tenant, n)) for n in range(1000, 1000 + small)))
+    assert await _stored_numbers(pool, tenant) == [*range(1 + large), *range(1000, 1000 + small)]
+    sizes = sorted(
+        row[0]
+        for row in await pool.fetch(
+            "SELECT b.rows FROM ingest_batches b WHERE b.digest IS NOT NULL AND b.committed_at"
+            " IN (SELECT created_at FROM constitutional_validations WHERE tenant_id = $1)",
+            tenant,
+        )
+    )
+    assert sizes == [1, small, large]
+    uncovered = await pool.fetchval(
+        "SELECT count(*) FROM constitutional_validations v WHERE tenant_id = $1"
+        " AND NOT EXISTS (SELECT 1 FROM ledger_entries e WHERE e.ids @> v.id)",
+        tenant,
+    )
+    assert uncovered == 0
+
+
+def _digest_of(records: list[ValidationRecord]) -> bytes:
+    """The digest the writer records for these records (created_at None: the server's time)."""
+    settings = Settings.from_env({})
+    limits = Limits(
+        settings.max_details_bytes, settings.max_processing_time_ms, settings.max_clock_skew
+    )
+    check = row_checker(limits, datetime.now(UTC))
+    return batch_digest([(*check(record)[:-1], None) for record in records])
+
+
+@pytest.mark.parametrize("same_rows", [True, False])
+async def test_a_batch_id_found_committed_writes_nothing_and_the_digest_decides(
+    repo: ValidationRepository,
+    pool: Pool,
+    tenant: str,
+    monkeypatch: pytest.MonkeyPatch,
+    same_rows: bool,
+) -> None:
+    """The writer's batch id is already in the ledger (as after an ambiguous commit that went
+    through): nothing is written again. With the same rows' digest the caller is acknowledged
+    (its record was committed then); with another digest (a batch id reused for other rows)
+    the caller gets AuditWriteError, not committed, and nothing is stored."""
+    record = _record(tenant, 1)
+    batch = uuid.uuid4()
+    digest = _digest_of([record] if same_rows else [_record(tenant, 2)])
+    await pool.execute(
+        "INSERT INTO ingest_batches (batch_id, rows, digest) VALUES ($1, 1, $2)", str(batch), digest
+    )
+    monkeypatch.setattr("acgs_db.writer.uuid.uuid4", lambda: batch)
+    async with repo.audit_writer() as writer:
+        if same_rows:
+            await writer.write(record)
+        else:
+            with pytest.raises(AuditWriteError, match="BatchConflictError") as refused:
+                await writer.write(record)
+            assert refused.value.maybe_committed is False
+        status = writer.status
+    assert await _stored_numbers(pool, tenant) == []
+    assert (status.written, status.failed) == ((1, 0) if same_rows else (0, 1))

@@ -33,7 +33,9 @@ from acgs_db.writer import AuditWriter
 pytestmark = pytest.mark.faults
 
 TENANT = "fault-writer"
-CLAIM = "-- Start of an audit-writer batch"  # how the batch's first statement begins
+# How a batch's first statement begins; a batch of up to STATEMENT_MAX rows is that statement
+# alone (its commit included), a larger one continues with a COPY and a COMMIT.
+CLAIM = "-- Start of an audit-writer batch"
 
 
 def _record(n: int) -> ValidationRecord:
@@ -128,7 +130,7 @@ async def test_a_server_killed_under_the_writer_loses_and_duplicates_nothing(mom
 
 def _commits_waiting(admin: asyncpg.Connection) -> Callable[[], Awaitable[bool]]:
     async def waiting() -> bool:
-        return len(await backends_waiting(admin, "SyncRep", "COMMIT")) >= 1
+        return len(await backends_waiting(admin, "SyncRep", CLAIM)) >= 1
 
     return waiting
 
@@ -176,7 +178,7 @@ async def test_a_connection_cut_after_the_server_committed_writes_nothing_twice(
             await writer.write(_record(0))  # the connection is warm: prepared statements
             await hold_commit_acknowledgements(cluster)
             tasks = [asyncio.create_task(writer.write(_record(n))) for n in range(1, 60)]
-            await _cut_waiting_backend(cluster, "SyncRep", "COMMIT")
+            await _cut_waiting_backend(cluster, "SyncRep", CLAIM)
             await release_commit_acknowledgements(cluster)
             await asyncio.gather(*tasks)
             status = writer.status

@@ -230,7 +230,8 @@ def schedule_command(
 @_plain_errors
 def maintain() -> None:
     """Partition maintenance now: move rows out of the default partition, premake, retention;
-    then settle prepared bulk-insert parts older than ACGS_RECOVER_AFTER.
+    then settle prepared bulk-insert parts older than ACGS_RECOVER_AFTER and purge batch-ledger
+    rows older than ACGS_BATCH_LEDGER_RETENTION (as the refresher's loop does).
 
     Rows older than the retention (ACGS_RETENTION, 13 months by default) that sat in the default
     partition are moved into a partition of their own, which retention then drops: they are
@@ -244,6 +245,11 @@ def maintain() -> None:
     recovered = run(_recover(settings.recover_after))
     for line in _recovery_lines(recovered, settings.recover_after):
         typer.echo(line)
+    if settings.batch_ledger_retention > 0:
+        purged = run(_purge(settings))
+        typer.echo(
+            f"purged {purged} batch-ledger rows older than {settings.batch_ledger_retention:g} s"
+        )
 
 
 def _recovery_lines(report: RecoveryReport, older_than: float) -> list[str]:
@@ -273,6 +279,18 @@ def recover(
         typer.echo(f"committed {gid}")
     for gid in report.rolled_back:
         typer.echo(f"rolled back {gid}")
+
+
+async def _purge(settings: Settings) -> int:
+    """One bounded purge of the batch ledger (:meth:`MetricsRefresher.purge_once`)."""
+    from acgs_db.pool import create_pool
+    from acgs_db.refresher import MetricsRefresher
+
+    pool = await create_pool(settings=settings, min_size=1, max_size=1)
+    try:
+        return await MetricsRefresher(pool, settings=settings).purge_once()
+    finally:
+        await pool.close()
 
 
 async def _recover(older_than: float) -> RecoveryReport:
