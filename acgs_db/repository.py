@@ -224,8 +224,9 @@ class ValidationRepository:
         check_text("tenant_id", tenant_id, TENANT_ID_MAX)
         check_text("decision_id", decision_id, DECISION_ID_MAX)
         _check_limit(limit)
+        query = "history_scoped" if self._scoped else "history"
         rows = await self._run(
-            "fetch", "history", tenant_id, decision_id, CONSTITUTIONAL_HASH, limit, tenant=tenant_id
+            "fetch", query, tenant_id, decision_id, CONSTITUTIONAL_HASH, limit, tenant=tenant_id
         )
         return [HistoryEntry(*row) for row in rows]
 

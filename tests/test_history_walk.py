@@ -10,6 +10,7 @@ for tenant logins."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -44,9 +45,9 @@ def db(migrated_database: str) -> Iterator[Conn]:
         yield conn
 
 
-def _walk(conn: Conn, tenant: str, decision: str, limit: int) -> list[int]:
+def _walk(conn: Conn, tenant: str, decision: str, limit: int, query: str = "history") -> list[int]:
     rows = conn.execute(
-        load_sql("queries/history")
+        load_sql(f"queries/{query}")
         .replace("$1", "%s")
         .replace("$2", "%s")
         .replace("$3", "%s")
@@ -150,6 +151,15 @@ def test_retention_drops_partitions_and_the_walk_follows(db: Conn) -> None:
     assert dropped and not [name for name in dropped if name in _body(db)]
     _assert_exact(db, tenant, "d")
     assert len(_walk(db, tenant, "d", 100)) == len(_parent(db, tenant, "d", 100)) < 5
+
+
+def test_every_statement_of_the_look_up_filters_the_tenant_argument(db: Conn) -> None:
+    # What makes each statement a single-tenant (on Citus: router) query.
+    body = _body(db)
+    reads = re.findall(r"SELECT (?:v\.\*|1) FROM (\S+) v WHERE ([^\n]+)", body)
+    assert len(reads) > len(_partitions(db))
+    for _, where in reads:
+        assert where.startswith("v.tenant_id = p_tenant AND v.decision_id = p_decision")
 
 
 def test_the_compile_rewrites_only_on_change_and_names_every_partition(db: Conn) -> None:
@@ -310,26 +320,42 @@ def tenant_logins(db: Conn, migrated_database: str) -> Iterator[dict[str, str]]:
 def test_tenant_logins_see_their_own_tenant_only(db: Conn, tenant_logins: dict[str, str]) -> None:
     mine, other = tenant_logins["tenant"], f"other-{uuid.uuid4().hex[:8]}"
     _insert(db, mine, "shared", ["1 minute", "2 minutes", "40 days"])
-    _insert(db, other, "shared", ["1 minute", "3 years"])  # one in the default partition
+    _insert(db, other, "shared", ["1 minute", "200 days"])  # one in the default partition
+    scoped = "history_scoped"
     with psycopg.connect(tenant_logins["a"], autocommit=True) as a:
-        assert _walk(a, mine, "shared", 10) == _parent(db, mine, "shared", 10)
-        assert len(_walk(a, mine, "shared", 10)) == 3
-        assert _walk(a, other, "shared", 10) == []
+        assert _walk(a, mine, "shared", 10, scoped) == _parent(db, mine, "shared", 10)
+        assert len(_walk(a, mine, "shared", 10, scoped)) == 3
+        assert _walk(a, other, "shared", 10, scoped) == []
         a.execute("SET ROLE NONE")
         a.execute("SELECT set_config('acgs.tenant_id', %s, false)", (other,))
-        assert _walk(a, other, "shared", 10) == []
+        assert _walk(a, other, "shared", 10, scoped) == []
         # What the table itself shows this login: the same rows.
-        assert _parent(a, mine, "shared", 10) == _walk(a, mine, "shared", 10)
+        assert _parent(a, mine, "shared", 10) == _walk(a, mine, "shared", 10, scoped)
+        # Neither the service roles' look-up nor the partitions themselves are open to it.
+        for attempt in (
+            lambda: _walk(a, other, "shared", 10),
+            lambda: a.execute("SELECT count(*) FROM constitutional_validations_default"),
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                attempt()
     with psycopg.connect(tenant_logins["unbound"], autocommit=True) as unbound:
-        assert _walk(unbound, mine, "shared", 10) == []
+        assert _walk(unbound, mine, "shared", 10, scoped) == []
     with psycopg.connect(tenant_logins["reader"], autocommit=True) as reader:
         assert _walk(reader, other, "shared", 10) == _parent(db, other, "shared", 10)
         assert len(_walk(reader, other, "shared", 10)) == 2
-    with (
-        psycopg.connect(tenant_logins["nobody"], autocommit=True) as nobody,
-        pytest.raises(psycopg.errors.InsufficientPrivilege),
-    ):
-        _walk(nobody, mine, "shared", 10)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            _walk(reader, other, "shared", 10, scoped)
+    with psycopg.connect(tenant_logins["nobody"], autocommit=True) as nobody:
+        for query in ("history", scoped):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                _walk(nobody, mine, "shared", 10, query)
+
+
+def test_both_look_ups_are_the_same_walk(db: Conn) -> None:
+    tenant = f"same-{uuid.uuid4().hex[:8]}"
+    _insert(db, tenant, "d", ["1 minute", "40 days", "200 days", "-45 days"])
+    for limit in LIMITS:
+        assert _walk(db, tenant, "d", limit, "history_scoped") == _parent(db, tenant, "d", limit)
 
 
 def test_limits_behave_like_the_parent_query(db: Conn) -> None:

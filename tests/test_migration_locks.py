@@ -67,6 +67,7 @@ DOCUMENTED = {
         "acgs_exclusive*": "AccessExclusiveLock",
     },
     "0011_metrics_range": {"validation_rollup": "ShareLock"},
+    "0012_history_walk": {},
 }
 
 LOCKS = text(

@@ -59,6 +59,12 @@ DECLARE
     walk text := '';           -- step 2: every partition, skipped unless older than step 1's
     body text;
     current_body text;
+    core text;
+    header text;
+    checks text;
+    variant text;
+    grant_to record;
+    rewritten boolean := false;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('acgs_history_compile'), p_parent::oid::integer);
     SELECT quote_ident(n.nspname), quote_ident(n.nspname) || '.' || quote_ident(c.relname)
@@ -140,35 +146,11 @@ BEGIN
         ahead := ahead || E'\n                  OR EXISTS (SELECT 1 FROM ' || part.name || match || ')';
     END LOOP;
 
-    body := E'\n-- Written by acgs_history_compile() from the partitions of ' || parent
-        || E' and its\n-- policies: do not edit.'
-        || E'\nDECLARE'
-        || E'\n    wanted bigint := coalesce(p_limit, 9223372036854775807);'
-        || E'\n    got bigint := 0;'
-        || E'\n    begun timestamptz;'
-        || E'\n    everywhere boolean := true;'
-        || E'\nBEGIN'
-        || E'\n    IF p_limit < 0 THEN'
+    core := E'\n    IF p_limit < 0 THEN'
         || E'\n        RAISE EXCEPTION USING ERRCODE = ''invalid_row_count_in_limit_clause'','
         || E'\n            MESSAGE = ''LIMIT must not be negative'';'
         || E'\n    END IF;'
-        || E'\n    IF NOT pg_catalog.has_table_privilege(pg_catalog.session_user(), '
-        || quote_literal(parent) || ', ''SELECT'') THEN'
-        || E'\n        RAISE EXCEPTION USING ERRCODE = ''insufficient_privilege'','
-        || E'\n            MESSAGE = ''permission denied for table '' || '
-        || quote_literal(parent) || ';'
-        || E'\n    END IF;'
         || E'\n    IF wanted = 0 THEN'
-        || E'\n        RETURN;'
-        || E'\n    END IF;'
-        || E'\n    -- The policies of ' || parent || E', for the session\'s login.'
-        || E'\n    IF ' || see_all || ' THEN'
-        || E'\n        NULL;'
-        || E'\n    ELSIF (' || see_own || ')'
-        || E'\n          AND p_tenant = ' || home || '.acgs_session_tenant() THEN'
-        || E'\n        NULL;'
-        || E'\n    ELSIF NOT coalesce((SELECT r.rolbypassrls FROM pg_catalog.pg_roles r'
-        || E'\n                        WHERE r.rolname = pg_catalog.session_user()), false) THEN'
         || E'\n        RETURN;'
         || E'\n    END IF;'
         || E'\n    -- 1. The newest partition that has begun, unless the guard sends it to the parent.'
@@ -185,20 +167,69 @@ BEGIN
         || E'\n    -- 2. The older partitions, newest first, until the limit is met.'
         || walk
         || E'\nEND\n';
+    header := E'\n-- Written by acgs_history_compile() from the partitions of ' || parent
+        || E' and its\n-- policies: do not edit.'
+        || E'\nDECLARE'
+        || E'\n    wanted bigint := coalesce(p_limit, 9223372036854775807);'
+        || E'\n    got bigint := 0;'
+        || E'\n    begun timestamptz;'
+        || E'\n    everywhere boolean := true;'
+        || E'\nBEGIN';
+    -- acgs_history_scoped(): the policies of the parent, for the session's login, first.
+    checks := E'\n    IF NOT pg_catalog.has_table_privilege(pg_catalog.session_user(), '
+        || p_parent::oid || '::oid, ''SELECT'') THEN'
+        || E'\n        RAISE EXCEPTION USING ERRCODE = ''insufficient_privilege'','
+        || E'\n            MESSAGE = ''permission denied for table '' || '
+        || quote_literal(parent) || ';'
+        || E'\n    END IF;'
+        || E'\n    -- The policies of ' || parent || E', for the session\'s login.'
+        || E'\n    IF ' || see_all || ' THEN'
+        || E'\n        NULL;'
+        || E'\n    ELSIF (' || see_own || ')'
+        || E'\n          AND p_tenant = ' || home || '.acgs_session_tenant() THEN'
+        || E'\n        NULL;'
+        || E'\n    ELSIF NOT coalesce((SELECT r.rolbypassrls FROM pg_catalog.pg_roles r'
+        || E'\n                        WHERE r.rolname = pg_catalog.session_user()), false) THEN'
+        || E'\n        RETURN;'
+        || E'\n    END IF;';
 
-    SELECT p.prosrc INTO current_body FROM pg_catalog.pg_proc p
-     WHERE p.oid = to_regprocedure(home || '.acgs_history(character varying,'
-                                   || ' character varying, character varying, integer)');
-    IF current_body IS NOT DISTINCT FROM body THEN
-        RETURN false;
-    END IF;
-    EXECUTE 'CREATE OR REPLACE FUNCTION ' || home || '.acgs_history('
-         || 'p_tenant character varying, p_decision character varying,'
-         || ' p_hash character varying, p_limit integer)'
-         || ' RETURNS SETOF ' || parent
-         || ' LANGUAGE plpgsql STABLE SECURITY DEFINER'
-         || ' SET search_path = ' || home || ', pg_temp'
-         || ' AS ' || quote_literal(body);
-    RETURN true;
+    -- The roles whose policy shows them every row may read the partitions directly (they see
+    -- nothing more than through the parent); acgs_history() runs with their privileges.
+    FOR grant_to IN
+        SELECT DISTINCT quote_ident(r.rolname) AS role_name, c.oid AS part_oid,
+               quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS part_name
+          FROM pg_catalog.pg_policy p
+          CROSS JOIN LATERAL unnest(p.polroles) AS o(role_oid)
+          JOIN pg_catalog.pg_roles r ON r.oid = o.role_oid
+          JOIN pg_catalog.pg_inherits i ON i.inhparent = p_parent
+          JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE p.polrelid = p_parent AND p.polcmd IN ('r', '*') AND p.polpermissive
+           AND pg_catalog.pg_get_expr(p.polqual, p.polrelid) = 'true'
+           AND r.oid <> c.relowner
+           AND pg_catalog.has_table_privilege(r.oid, p_parent, 'SELECT')
+           AND NOT pg_catalog.has_table_privilege(r.oid, c.oid, 'SELECT')
+    LOOP
+        EXECUTE 'GRANT SELECT ON ' || grant_to.part_name || ' TO ' || grant_to.role_name;
+    END LOOP;
+
+    FOREACH variant IN ARRAY ARRAY['acgs_history', 'acgs_history_scoped'] LOOP
+        body := header || CASE WHEN variant = 'acgs_history' THEN '' ELSE checks END || core;
+        SELECT p.prosrc INTO current_body FROM pg_catalog.pg_proc p
+         WHERE p.oid = to_regprocedure(home || '.' || variant || '(character varying,'
+                                       || ' character varying, character varying, integer)');
+        CONTINUE WHEN current_body IS NOT DISTINCT FROM body;
+        EXECUTE 'CREATE OR REPLACE FUNCTION ' || home || '.' || variant || '('
+             || 'p_tenant character varying, p_decision character varying,'
+             || ' p_hash character varying, p_limit integer)'
+             || ' RETURNS SETOF ' || parent
+             || CASE WHEN variant = 'acgs_history'
+                     THEN ' LANGUAGE plpgsql STABLE SECURITY INVOKER'
+                     ELSE ' LANGUAGE plpgsql STABLE SECURITY DEFINER'
+                          || ' SET search_path = ' || home || ', pg_temp' END
+             || ' AS ' || quote_literal(body);
+        rewritten := true;
+    END LOOP;
+    RETURN rewritten;
 END
 $compile$
