@@ -462,13 +462,15 @@ def _pgbouncer_hop(
 def _figure(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
+    if unit == "x":
+        return f"{value:.3f}x"
     return f"{value:,.3f} ms" if unit == "ms" else f"{value:,.0f}{unit}"
 
 
 def _report_table(rows: list[Row], runs: dict[Any, dict[str, Any]]) -> Table:
     caption = ""
-    if runs:
-        first = next(iter(runs.values()))
+    first = next((r for r in runs.values() if r.get("kind") == "pgbench"), None)
+    if first is not None:
         data, machine = first["data"], first["machine"]
         caption = (
             f"{data['table_rows']:,} rows, {data['tenants']} tenants x {data['decisions']} "

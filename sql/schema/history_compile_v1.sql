@@ -89,13 +89,15 @@ BEGIN
         IF pol.qual = 'true' THEN
             see_all := see_all || CASE WHEN 0 = ANY (pol.polroles) THEN ' OR true' ELSE
                 (SELECT string_agg(' OR pg_catalog.pg_has_role(pg_catalog.session_user(), '
-                                   || o || '::oid, ''MEMBER'')', '' ORDER BY o)
+                                   || quote_literal(pg_catalog.pg_get_userbyid(o))
+                                   || ', ''MEMBER'')', '' ORDER BY pg_catalog.pg_get_userbyid(o))
                    FROM unnest(pol.polroles) AS o) END;
         ELSIF pol.qual ~ ('^\(\(tenant_id\)::text = \(\( SELECT ([a-z_]+\.)?acgs_session_tenant\(\)'
                           || ' AS acgs_session_tenant\)\)::text\)$') THEN
             see_own := see_own || CASE WHEN 0 = ANY (pol.polroles) THEN ' OR true' ELSE
                 (SELECT string_agg(' OR pg_catalog.pg_has_role(pg_catalog.session_user(), '
-                                   || o || '::oid, ''MEMBER'')', '' ORDER BY o)
+                                   || quote_literal(pg_catalog.pg_get_userbyid(o))
+                                   || ', ''MEMBER'')', '' ORDER BY pg_catalog.pg_get_userbyid(o))
                    FROM unnest(pol.polroles) AS o) END;
         ELSE
             RAISE EXCEPTION USING MESSAGE = 'acgs_history_compile: policy ' || pol.polname
@@ -177,7 +179,7 @@ BEGIN
         || E'\nBEGIN';
     -- acgs_history_scoped(): the policies of the parent, for the session's login, first.
     checks := E'\n    IF NOT pg_catalog.has_table_privilege(pg_catalog.session_user(), '
-        || p_parent::oid || '::oid, ''SELECT'') THEN'
+        || quote_literal(parent) || ', ''SELECT'') THEN'
         || E'\n        RAISE EXCEPTION USING ERRCODE = ''insufficient_privilege'','
         || E'\n            MESSAGE = ''permission denied for table '' || '
         || quote_literal(parent) || ';'
