@@ -288,9 +288,26 @@ class ValidationRepository:
         check_text("tenant_id", tenant_id, TENANT_ID_MAX)
         check_text("decision_id", decision_id, DECISION_ID_MAX)
         _check_limit(limit)
-        rows = await self._read(
-            "fetch", "history", tenant_id, decision_id, CONSTITUTIONAL_HASH, limit, tenant=tenant_id
-        )
+        if self._scoped:
+            rows = await self._read(
+                "fetch",
+                "history_scoped",
+                tenant_id,
+                decision_id,
+                CONSTITUTIONAL_HASH,
+                limit,
+                tenant=tenant_id,
+            )
+        else:
+            rows = await self._read(
+                "fetch",
+                "history",
+                tenant_id,
+                decision_id,
+                CONSTITUTIONAL_HASH,
+                limit,
+                tenant=tenant_id,
+            )
         return [HistoryEntry(*row) for row in rows]
 
     async def decision_scores(self, decision_id: str) -> list[DecisionScore]:

@@ -158,6 +158,7 @@ class Statement:
 
 STATEMENTS: Final[dict[str, Statement]] = {
     "history": Statement(Routing.TENANT),
+    "history_scoped": Statement(Routing.TENANT),
     "insert": Statement(Routing.TENANT),
     "cache_get": Statement(Routing.TENANT),
     "cache_put": Statement(Routing.TENANT),
@@ -260,6 +261,19 @@ DISTRIBUTED_FUNCTIONS: Final[frozenset[str]] = frozenset(
 )
 """Functions of the store that read distributed tables: a statement calling one is not
 NO_DISTRIBUTED_TABLE."""
+
+
+TENANT_FUNCTIONS: Final[dict[str, str]] = {
+    "acgs_history": (
+        "the history look-up (migration 0013): every statement it runs names one partition and "
+        "filters tenant_id = p_tenant (tests/test_history_walk.py checks its body), so each is "
+        "a router query on Citus; the partition names it is written with would be the "
+        "distributed partitions' (Citus keeps them), rewritten by the same maintenance"
+    ),
+    "acgs_history_scoped": "acgs_history() for tenant logins: the same statements",
+}
+"""Functions of the store that read distributed tables with ``tenant_id =`` a parameter in
+every statement: a statement calling one stays a TENANT statement."""
 
 
 def distributed_tables() -> frozenset[str]:

@@ -9,7 +9,9 @@ Normalised so that it depends on the migrations only: pg_dump's comments, SET an
 lines go; the monthly partitions (named by date, made relative to today) are left out, the
 default partition stays; the role running the migrations (the owner of everything) is written
 ``<owner>``, and role and schema names configured through ``ACGS_*`` are written with their
-default names.
+default names. The bodies of the history look-ups (migration 0012), which
+``acgs_history_compile()`` writes from the partitions of the day and the roles' OIDs, are
+replaced by a line saying so; their signatures, owners and grants stay.
 Grants, policies, function bodies and views stay as pg_dump prints them, in its order.
 """
 
@@ -63,6 +65,12 @@ def normalise(dump: str, owner: str) -> str:
     text = "\n".join(lines)
     for name, replacement in _renames(owner):
         text = re.sub(rf"(?<![\w$]){re.escape(name)}(?![\w$])", replacement, text)
+    text = re.sub(
+        r"(CREATE FUNCTION [\w.]+\.acgs_history(?:_scoped)?\(.*?\n    AS )(\$\w*\$)(.*?)\2",
+        r"\1\2\n-- written by acgs_history_compile() from the partitions and policies\n\2",
+        text,
+        flags=re.S,
+    )
     text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
     return _header() + text
 

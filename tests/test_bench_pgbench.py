@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -348,6 +349,7 @@ def test_the_report_runs_pgbench_and_judges_every_target(
     ran = runner.invoke(app, [*args, "--results", str(results), "--json", str(out)], env=env)
     assert ran.exit_code == 0, ran.output
     assert sorted(p.name for p in results.iterdir()) == [
+        "history-partition-baseline.json",
         "history.json",
         "mixed-r150.json",
         "mixed-r300.json",
@@ -363,6 +365,9 @@ def test_the_report_runs_pgbench_and_judges_every_target(
         assert row["ratio"] == pytest.approx(row["measured"] / row["bound"], abs=1e-3)
     mixed = json.loads((results / "mixed.json").read_text())
     assert by_name["operations/s"]["measured"] == pytest.approx(4 * mixed["tps"], rel=1e-3)
+    baseline = json.loads((results / "history-partition-baseline.json").read_text())
+    assert by_name["history / one partition"]["measured"] == baseline["tps_ratio"]
+    assert "TPS over" in by_name["history / one partition"]["source"]
 
     # Reading the folder again, now with the loader's JSON beside the runs, runs nothing.
     (results / "load.json").write_text(json.dumps(loaded.to_json()))
@@ -370,6 +375,48 @@ def test_the_report_runs_pgbench_and_judges_every_target(
     assert read.exit_code == 0, read.output
     assert "FAIL" in read.output or "pass" in read.output
     assert "n/a" not in read.output  # every target measured
+
+
+def test_the_partition_baseline_runs_both_look_ups_and_prints_the_ratio(
+    url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "baseline.json"
+    args = ["--script", "history", "--clients", "2", "--threads", "1", "--duration", "1"]
+    result = runner.invoke(
+        app,
+        ["bench", "pgbench", *args, "--partition-baseline", "--json", str(out)],
+        env={"ACGS_DATABASE_URL": url},
+    )
+    assert result.exit_code == 0, result.output
+    assert "history look-up / one partition" in result.output
+    data = json.loads(out.read_text())
+    assert data["kind"] == "pgbench-partition-baseline" and data["rounds"] == 3
+    assert data["partition"].startswith("public.constitutional_validations_p")
+    for side in ("walk", "one_partition"):
+        assert all(run["transactions"] > 0 and run["failures"] == 0 for run in data[side])
+    walk, one = data["median"]["walk"]["tps"], data["median"]["partition"]["tps"]
+    assert data["tps_ratio"] == pytest.approx(walk / one, abs=1e-3)
+    refused = runner.invoke(
+        app,
+        ["bench", "pgbench", "--script", "mixed", "--partition-baseline"],
+        env={"ACGS_DATABASE_URL": url},
+    )
+    assert refused.exit_code != 0 and "history" in refused.output + refused.stderr
+
+
+def test_the_one_partition_script_is_the_history_query_on_a_partition() -> None:
+    from acgs_db.bench.partition_baseline import PLACEHOLDER, partition_script
+
+    with tempfile.TemporaryDirectory() as folder:
+        text = partition_script("public.p", Path(folder)).read_text()
+    assert PLACEHOLDER not in text and "FROM public.p\n" in text
+    raw = load_sql("bench/history_one_partition").replace(PLACEHOLDER, "public.p")
+    body = [line for line in text.splitlines() if not line.startswith("\\")]
+    assert _flat("\n".join(body)) == _flat(raw).replace(
+        "$1", "'tenant-' || lpad(:t::text, 4, '0')"
+    ).replace(
+        "$2", "'decision-' || lpad(:t::text, 4, '0') || '-' || lpad(:k::text, 7, '0')"
+    ).replace("$3", "'cdd01ef066bc6cf2'").replace("$4", "10")
 
 
 def test_no_run_without_results_is_refused() -> None:

@@ -123,18 +123,12 @@ def test_the_data_set_spans_several_partitions(planner: psycopg.Connection) -> N
     assert len(_partitions_with_rows(planner)) >= 3
 
 
-def test_history_scans_the_primary_key_backwards_in_every_partition(
-    planner: psycopg.Connection,
-) -> None:
+def test_history_is_the_partition_walk(planner: psycopg.Connection) -> None:
+    # acgs_history() (migration 0013): one statement per partition, newest first; its inner
+    # plans (the primary key backwards, no sort, generic) are checked by test_history_walk.py.
     plan = _plan(planner, "history", tenant_name(1), decision_name(1, 7), CONSTITUTIONAL_HASH, 10)
-    assert plan["Node Type"] == "Limit"
-    scans = _scans(plan, _partitions(planner))
-    assert {s["Relation Name"] for s in scans} == _partitions(planner)
-    for scan in scans:
-        assert (scan["Node Type"], scan["Scan Direction"]) == ("Index Scan", "Backward")
-        assert _parent_index(planner, scan["Index Name"]) == "constitutional_validations_pkey"
-    # The newest rows come out of the indexes in order: nothing is sorted.
-    assert not [n for n in _nodes(plan) if n["Node Type"] in ("Sort", "Seq Scan")]
+    assert (plan["Node Type"], plan.get("Function Name")) == ("Function Scan", "acgs_history")
+    assert not _scans(plan, _partitions(planner))
 
 
 def test_decision_look_up_is_an_index_only_scan_of_the_decision_index(

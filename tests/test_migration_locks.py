@@ -68,6 +68,7 @@ DOCUMENTED = {
     },
     "0011_metrics_range": {"validation_rollup": "ShareLock"},
     "0012_batch_purge": {"ingest_batches": "ShareLock"},  # CREATE INDEX
+    "0013_history_walk": {},
 }
 
 LOCKS = text(

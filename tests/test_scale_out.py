@@ -33,6 +33,7 @@ from acgs_db.scale_out import (
     REPLACED_TRIGGERS,
     STATEMENTS,
     TABLES,
+    TENANT_FUNCTIONS,
     Placement,
     Routing,
     distributed_tables,
@@ -215,6 +216,9 @@ def touches(conn: Conn, name: str) -> list[tuple[str, bool]]:
     for function in sorted(DISTRIBUTED_FUNCTIONS):
         if re.search(rf"\b{function}\(", dump):  # called, not inlined into the plan
             found.append((f"{function}() (not inlined: Citus cannot see its filter)", False))
+    for function in sorted(TENANT_FUNCTIONS):
+        if re.search(rf"\b{function}\(", dump):  # each statement inside filters on the tenant
+            found.append((f"{function}() (tenant_id = its tenant argument)", True))
     return found
 
 

@@ -13,6 +13,10 @@ Which measurement answers which target:
   request's scheduled start, so queueing is included) face 1/3/5 ms.
 - A ``load`` JSON in the results folder adds the loader's bulk COPY rows/s against the
   validations/s target, as a second reading.
+- issue 13, history independent of the partition count: the ``history`` script's TPS over the
+  TPS of the same look-up run directly on the one partition holding the data, one alternating
+  round of each in the same run (``acgs-db bench pgbench --script history
+  --partition-baseline`` runs three), at least 0.85.
 
 The ratio is measured / target: below 1 is good for a latency, 1 or more for a rate.
 """
@@ -38,28 +42,37 @@ class RunSpec:
 
     script: ScriptName
     rate: float | None = None
+    partition_baseline: bool = False
+    """The script against the same look-up on the one partition holding the data."""
 
     @property
     def key(self) -> RunKey:
+        if self.partition_baseline:
+            return (BASELINE_KEY, self.rate)
         return (self.script.value, self.rate)
 
     @property
     def label(self) -> str:
         pace = f" -R {self.rate:g}" if self.rate is not None else ""
-        return f"{self.script.value}{pace}"
+        baseline = " vs one partition" if self.partition_baseline else ""
+        return f"{self.script.value}{pace}{baseline}"
 
     @property
     def file_name(self) -> str:
         """Name of its JSON in a results folder."""
         suffix = f"-r{self.rate:g}" if self.rate is not None else ""
-        return f"{self.script.value}{suffix}.json"
+        baseline = "-partition-baseline" if self.partition_baseline else ""
+        return f"{self.script.value}{suffix}{baseline}.json"
 
 
+BASELINE_KEY = "history-partition-baseline"
+BASELINE_KIND = "pgbench-partition-baseline"
 HISTORY = RunSpec(ScriptName.HISTORY)
+HISTORY_BASELINE = RunSpec(ScriptName.HISTORY, partition_baseline=True)
 MIXED = RunSpec(ScriptName.MIXED)
 LOAD = RunSpec(ScriptName.MIXED, 150)
 STRESS = RunSpec(ScriptName.MIXED, 300)
-RUNS = (HISTORY, MIXED, LOAD, STRESS)
+RUNS = (HISTORY, MIXED, LOAD, STRESS, HISTORY_BASELINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +112,7 @@ TARGETS = (
     Target("001", "stress P50", 1, "ms", False, STRESS, "p50"),
     Target("001", "stress P95", 3, "ms", False, STRESS, "p95"),
     Target("001", "stress P99", 5, "ms", False, STRESS, "p99"),
+    Target("013", "history / one partition", 0.85, "x", True, HISTORY_BASELINE, "ratio"),
 )
 
 
@@ -143,6 +157,8 @@ class Row:
 def _measure(target: Target, result: Mapping[str, Any]) -> float | None:
     if target.metric == "rows":
         value = result.get("rows_per_second")
+    elif target.metric == "ratio":
+        value = result.get("tps_ratio")
     elif target.metric == "tps":
         value = result.get("tps")
     elif target.metric == "ops":
@@ -159,6 +175,14 @@ def _describe(target: Target, result: Mapping[str, Any] | None) -> str:
         return f"not measured ({what})"
     if target.run is None:
         return f"acgs-db load, {result['rows']:,} rows"
+    if result.get("kind") == BASELINE_KIND:
+        median = result["median"]
+        return (
+            f"pgbench history {median['walk']['tps']:,.0f} TPS over {result['partitions']} "
+            f"partitions vs {median['partition']['tps']:,.0f} TPS on {result['partition']}, "
+            f"{result['rounds']} alternating round(s), {result['walk'][0]['clients']} clients, "
+            f"{result['walk'][0]['duration_s']} s each"
+        )
     return (
         f"pgbench {target.run.label}, {result['clients']} clients, {result['duration_s']} s, "
         f"{result['data']['table_rows']:,} rows"
@@ -198,9 +222,24 @@ def read_results(folder: Path) -> tuple[dict[RunKey, dict[str, Any]], dict[str, 
             key = _key(data)
             if key not in runs or data["started_at"] > runs[key]["started_at"]:
                 runs[key] = data
+        elif data.get("kind") == BASELINE_KIND:
+            key = (BASELINE_KEY, None)
+            started = data["walk"][0]["started_at"]
+            if key not in runs or started > runs[key]["walk"][0]["started_at"]:
+                runs[key] = data
         elif data.get("kind") == "load" and path.stat().st_mtime > load_mtime:
             load, load_mtime = data, path.stat().st_mtime
     return runs, load
+
+
+def _labelled(
+    on_tick: Callable[[float], None] | None,
+) -> Callable[[str, float], None] | None:
+    """A tick callback that ignores the round's label."""
+    if on_tick is None:
+        return None
+    tick = on_tick
+    return lambda _label, elapsed: tick(elapsed)
 
 
 def run_all(
@@ -224,6 +263,17 @@ def run_all(
             rate=spec.rate,
         )
         on_tick = on_start(spec) if on_start is not None else None
+        if spec.partition_baseline:
+            from acgs_db.bench.partition_baseline import run_partition_baseline
+
+            results[spec.key] = run_partition_baseline(
+                url,
+                options,
+                settings=settings,
+                rounds=1,
+                on_tick=_labelled(on_tick),
+            ).to_json()
+            continue
         results[spec.key] = run(url, options, settings=settings, on_tick=on_tick).to_json()
     return results
 

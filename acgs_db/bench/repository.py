@@ -43,11 +43,12 @@ from sqlalchemy import Table, create_engine, insert, text
 from sqlalchemy.pool import NullPool
 
 from acgs_db import tenants
+from acgs_db.bench.partition_baseline import PLACEHOLDER
 from acgs_db.bench.pgbench import Percentiles, RunOptions, ScriptName
 from acgs_db.bench.pgbench import run as run_pgbench
 from acgs_db.bench.scratch import scratch_database, url_as, url_for
 from acgs_db.constants import CONSTITUTIONAL_HASH, VALIDATIONS_TABLE
-from acgs_db.errors import ConfigurationError
+from acgs_db.errors import AcgsDbError, ConfigurationError
 from acgs_db.metrics import Metrics
 from acgs_db.pool import AnyConnection, PoolOptions, create_pool, init_connection
 from acgs_db.records import COPY_COLUMNS, Limits, ValidationRecord, copy_row
@@ -248,6 +249,26 @@ async def _qps(calls: Sequence[Callable[[], Awaitable[object]]], seconds: float)
     return done / (time.perf_counter() - started)
 
 
+def _raw_fetch(
+    conn: asyncpg.Connection, query: str, pick: Callable[[], tuple[str, str]]
+) -> Callable[[], Awaitable[Any]]:
+    """One raw ``fetch`` of ``query`` for a random sampled pair per call."""
+
+    async def call() -> Any:
+        tenant, decision = pick()
+        return await conn.fetch(query, tenant, decision, CONSTITUTIONAL_HASH, 10)
+
+    return call
+
+
+async def _data_partition(conn: asyncpg.Connection) -> tuple[str, float]:
+    """The server-quoted name of the partition holding the most rows, and its share of them."""
+    row = await conn.fetchrow(load_sql("bench/data_partition"))
+    if row is None:
+        raise AcgsDbError("constitutional_validations has no partitions")
+    return str(row[0]), float(row[1] or 0.0)
+
+
 async def bench_reads(url: str, options: Options, settings: Settings) -> dict[str, Any]:
     """history() and tenant_metrics() against raw asyncpg, and the cost of RLS."""
     pool = await create_pool(
@@ -315,6 +336,14 @@ async def bench_reads(url: str, options: Options, settings: Settings) -> dict[st
             for conn in raws:
                 await init_connection(conn)
             raw_codecs_qps = await _qps(raw_calls, options.seconds)
+            # The same look-up run directly on the partition holding the most rows (issue 13:
+            # history() against raw asyncpg on that one partition), same codecs.
+            partition = await _data_partition(raws[0])
+            one_sql = load_sql("bench/history_one_partition").replace(PLACEHOLDER, partition[0])
+            partition_calls = [_raw_fetch(conn, one_sql, pick) for conn in raws]
+            await _qps(partition_calls, 1.0)
+            partition_qps = await _qps(partition_calls, options.seconds)
+            repo_again_qps = await _qps([repo_history] * options.concurrency, options.seconds)
         finally:
             for conn in raws:
                 await conn.close()
@@ -341,6 +370,11 @@ async def bench_reads(url: str, options: Options, settings: Settings) -> dict[st
         "ratio_to_raw_fetch": round(repo_qps / raw_qps, 3),
         "raw_fetch_same_codecs_qps_concurrent": round(raw_codecs_qps),
         "ratio_to_raw_fetch_same_codecs": round(repo_qps / raw_codecs_qps, 3),
+        "one_partition": partition[0],
+        "one_partition_share_of_rows": round(partition[1], 4),
+        "raw_fetch_one_partition_qps_concurrent": round(partition_qps),
+        "history_qps_concurrent_again": round(repo_again_qps),
+        "ratio_to_raw_fetch_one_partition": round(repo_again_qps / partition_qps, 3),
         "pgbench_history_tps": round(pgbench.tps),
         "pgbench_history_latency_ms": pgbench.latency_ms.to_json() if pgbench.latency_ms else None,
         "tenant_metrics_view_single_connection_ms": metrics_single.to_json(),

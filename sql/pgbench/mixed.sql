@@ -17,12 +17,9 @@ WHERE tenant_id = 'tenant-' || lpad(:t::text, 4, '0')
   AND now() - created_at < :max_age::interval;
 SELECT id, tenant_id, decision_id, constitutional_hash, compliance_score,
        validation_details, processing_time_ms, created_at
-FROM constitutional_validations
-WHERE tenant_id = 'tenant-' || lpad(:t::text, 4, '0')
-  AND decision_id = 'decision-' || lpad(:t::text, 4, '0') || '-' || lpad(:k::text, 7, '0')
-  AND constitutional_hash = 'cdd01ef066bc6cf2'
-ORDER BY created_at DESC, id DESC
-LIMIT 10;
+FROM acgs_history(p_tenant => 'tenant-' || lpad(:t::text, 4, '0'),
+                  p_decision => 'decision-' || lpad(:t::text, 4, '0') || '-' || lpad(:k::text, 7, '0'),
+                  p_hash => 'cdd01ef066bc6cf2', p_limit => 10);
 INSERT INTO constitutional_validations
     (tenant_id, decision_id, constitutional_hash, compliance_score,
      validation_details, processing_time_ms, created_at)

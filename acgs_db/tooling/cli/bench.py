@@ -275,6 +275,15 @@ def pgbench_command(
             "its own, three alternating rounds each, -M extended; print both and the ratio.",
         ),
     ] = False,
+    partition_baseline: Annotated[
+        bool,
+        typer.Option(
+            "--partition-baseline",
+            help="With --script history: the look-up and the same query run directly on the "
+            "partition holding the most rows, three alternating rounds each; print both and "
+            "the ratio (issue 13's goal: at least 0.85).",
+        ),
+    ] = False,
     json_out: JsonOption = None,
 ) -> None:
     """Run pgbench (-M prepared) with a project script; print TPS, p50/p95/p99/max, failures.
@@ -300,6 +309,11 @@ def pgbench_command(
     if through_pgbouncer:
         _pgbouncer_hop(url, options, settings, tenants, decisions, json_out)
         return
+    if partition_baseline:
+        if script is not ScriptName.HISTORY:
+            raise ConfigurationError("--partition-baseline compares the history script only")
+        _partition_baseline(url, options, settings, tenants, decisions, json_out)
+        return
     prepared = prepare_run(url, options, settings=settings, tenants=tenants, decisions=decisions)
     progress, task = _timed_progress(f"pgbench {script.value}", duration)
     with progress:
@@ -307,6 +321,64 @@ def pgbench_command(
             on_tick=lambda elapsed: progress.update(task, completed=min(elapsed, duration))
         ).to_json()
     console.print(_run_table(result))
+    _write_json(json_out, result)
+
+
+def _partition_baseline(
+    url: str,
+    options: Any,
+    settings: Settings,
+    tenants: int | None,
+    decisions: int | None,
+    json_out: Path | None,
+) -> None:
+    """``bench pgbench --script history --partition-baseline``: alternating rounds of the
+    look-up and of the same query on the one partition holding the data, and the ratio."""
+    from acgs_db.bench.partition_baseline import run_partition_baseline
+
+    progress = _elapsed_progress()
+    task = progress.add_task("pgbench history", total=options.duration)
+    with progress:
+        baseline = run_partition_baseline(
+            url,
+            options,
+            settings=settings,
+            tenants=tenants,
+            decisions=decisions,
+            on_tick=lambda label, elapsed: progress.update(
+                task,
+                description=f"pgbench history {label}",
+                completed=min(elapsed, options.duration),
+            ),
+        )
+    result = baseline.to_json()
+    table = Table(
+        title=(
+            f"pgbench history: {options.clients} clients, {options.threads} threads, "
+            f"{options.duration} s per run; acgs_history() over {result['partitions']} "
+            f"partitions and the same look-up on {result['partition']} "
+            f"({result['partition_share_of_rows']:.1%} of the rows)"
+        )
+    )
+    for name in ("round", "walk TPS", "one partition TPS", "ratio"):
+        table.add_column(name, justify="left" if name == "round" else "right")
+    for number, (walk, one, ratio) in enumerate(
+        zip(result["walk"], result["one_partition"], result["round_ratios"], strict=True),
+        start=1,
+    ):
+        table.add_row(str(number), f"{walk['tps']:,.1f}", f"{one['tps']:,.1f}", f"{ratio:.3f}")
+    median = result["median"]
+    table.add_row(
+        "median",
+        f"{median['walk']['tps']:,.1f}",
+        f"{median['partition']['tps']:,.1f}",
+        f"{result['tps_ratio']:.3f}",
+    )
+    console.print(table)
+    console.print(
+        f"history look-up / one partition: [bold]{result['tps_ratio']:.3f}[/bold] (goal >= 0.85)",
+        highlight=False,
+    )
     _write_json(json_out, result)
 
 
@@ -390,13 +462,15 @@ def _pgbouncer_hop(
 def _figure(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
+    if unit == "x":
+        return f"{value:.3f}x"
     return f"{value:,.3f} ms" if unit == "ms" else f"{value:,.0f}{unit}"
 
 
 def _report_table(rows: list[Row], runs: dict[Any, dict[str, Any]]) -> Table:
     caption = ""
-    if runs:
-        first = next(iter(runs.values()))
+    first = next((r for r in runs.values() if r.get("kind") == "pgbench"), None)
+    if first is not None:
         data, machine = first["data"], first["machine"]
         caption = (
             f"{data['table_rows']:,} rows, {data['tenants']} tenants x {data['decisions']} "
