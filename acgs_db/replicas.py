@@ -135,9 +135,16 @@ class ReplicaRouter:
             standby.pool.terminate()
 
     def report_to(self, metrics: Metrics) -> None:
-        """Also set ``metrics``' replica-lag gauge at every probe."""
+        """Also set ``metrics``' replica-lag gauge at every probe (and now, so that it holds a
+        value from the start)."""
         if metrics not in self._metrics:
             self._metrics.append(metrics)
+            for standby in self.standbys:
+                self._report_lag(metrics, standby)
+
+    def _report_lag(self, metrics: Metrics, standby: Standby) -> None:
+        lag = self.lag(standby)
+        metrics.replica_lag.labels(standby.name).set(math.inf if lag is None else lag)
 
     async def wait_ready(self, within: float = 10.0) -> bool:
         """Wait until every standby is up and caught up (tests, benchmarks); False on timeout."""
@@ -288,8 +295,7 @@ class ReplicaRouter:
                 assert row is not None
                 self._observe(standby, row["replayed"], bool(row["paused"]))
             for metrics in self._metrics:
-                lag = self.lag(standby)
-                metrics.replica_lag.labels(standby.name).set(math.inf if lag is None else lag)
+                self._report_lag(metrics, standby)
             await asyncio.sleep(max(0.0, self._interval - (time.monotonic() - started)))
 
     def _observe(self, standby: Standby, replayed: int | None, paused: bool) -> None:

@@ -25,7 +25,7 @@ import psycopg
 
 from acgs_db.bench.pgbench import RunOptions, RunResult, connect, prepare_run
 from acgs_db.errors import AcgsDbError
-from acgs_db.resources import load_sql, sql_dir
+from acgs_db.resources import load_sql
 from acgs_db.settings import Settings
 
 PLACEHOLDER = "PARTITION_NAME"
@@ -50,10 +50,10 @@ def data_partition(conn: psycopg.Connection[tuple[Any, ...]]) -> DataPartition:
 
 def partition_script(partition: str, folder: Path) -> Path:
     """``sql/bench/history_partition.sql`` with the partition's (server-quoted) name in it."""
-    text = (sql_dir() / "bench" / "history_partition.sql").read_text(encoding="utf-8")
+    text = load_sql("bench/history_partition")
     body = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
     path = folder / "history_partition.sql"
-    path.write_text(body.replace(PLACEHOLDER, partition) + "\n", encoding="utf-8")
+    path.write_text(body.replace(PLACEHOLDER, partition) + ";\n", encoding="utf-8")
     return path
 
 
