@@ -27,10 +27,10 @@ from acgs_db import (
     ValidationRepository,
     WriterClosedError,
     WriterOverloaded,
-    schema,
 )
 from acgs_db.metrics import Metrics
 from acgs_db.pool import create_pool
+from acgs_db.tooling import schema
 from acgs_db.writer import AuditWriter
 
 
