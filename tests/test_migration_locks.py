@@ -67,6 +67,8 @@ DOCUMENTED = {
         "acgs_exclusive*": "AccessExclusiveLock",
     },
     "0011_metrics_range": {"validation_rollup": "ShareLock"},
+    # CREATE INDEX validation_rollup_delta_bucket, then its autovacuum reloptions.
+    "0012_deferred_fold": {"validation_rollup_delta": "ShareLock"},
 }
 
 LOCKS = text(
