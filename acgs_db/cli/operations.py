@@ -44,8 +44,10 @@ def refresh(
 ) -> None:
     """Refresh the 24-hour view once, for cron: one line; exit 0 when refreshed or skipped.
 
-    Skipped means another process was refreshing at that moment (the refresh takes an advisory
-    lock), which leaves the view just as fresh. Any failure prints one line to stderr and exits 1.
+    The line ends with the rollup's backlog: deltas older than the window (a backfill's), which
+    the refresh leaves to the refresher's slices and ``acgs-db maintain``. Skipped means another
+    process was refreshing at that moment (the refresh takes an advisory lock), which leaves the
+    view just as fresh. Any failure prints one line to stderr and exits 1.
     """
     from asyncpg.exceptions import UndefinedFunctionError, UndefinedTableError
 
@@ -58,13 +60,13 @@ def refresh(
         raise typer.Exit(1) from None
     result, backlog = outcome
     if result.refreshed:
-        typer.echo(f"refreshed {METRICS_VIEW} in {result.duration_s:.3f} s")
+        done = f"refreshed {METRICS_VIEW} in {result.duration_s:.3f} s"
     else:
-        typer.echo(
+        done = (
             f"skipped: another session is refreshing {METRICS_VIEW} "
             f"(checked in {result.duration_s:.3f} s)"
         )
-    typer.echo(_backlog_line(backlog))
+    typer.echo(f"{done}; {_backlog_line(backlog)}")
 
 
 def _backlog_line(backlog: Backlog | None) -> str:
