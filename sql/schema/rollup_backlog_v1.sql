@@ -26,8 +26,10 @@ DECLARE
     folded bigint := 0;
 BEGIN
     IF p_buckets IS NULL OR p_buckets < 1 THEN
-        RAISE EXCEPTION 'a backlog slice needs at least one bucket, not %', p_buckets
-            USING ERRCODE = 'invalid_parameter_value';
+        -- No placeholder in the message: Alembic's offline rendering would double it.
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'a backlog slice needs at least one bucket, not '
+                      || coalesce(p_buckets::text, 'NULL');
     END IF;
     PERFORM 1 FROM acgs_exclusive WHERE name = 'fold' FOR UPDATE;
     SELECT min(d.bucket) INTO oldest FROM validation_rollup_delta d WHERE d.bucket < line;
