@@ -205,9 +205,9 @@ class MetricsRefresher:
         return folded
 
     async def drain_backlog(self, budget: float | None = None) -> int:
-        """Fold backlog slices until none is left or ``budget`` seconds (default: half the
-        interval) have passed, then read the backlog; return the delta rows folded. A slice
-        under way finishes; a failure is recorded and raised."""
+        """Fold backlog slices until none is left, ``budget`` seconds (default: half the
+        interval) have passed or :meth:`stop` was called, then read the backlog; return the
+        delta rows folded. A slice under way finishes; a failure is recorded and raised."""
         limit = self.interval / 2 if budget is None else budget
         started = time.monotonic()
         folded = 0
@@ -215,7 +215,8 @@ class MetricsRefresher:
             while True:
                 rows = await self.fold_backlog_slice()
                 folded += rows
-                if rows == 0 or time.monotonic() - started >= limit:
+                spent = time.monotonic() - started
+                if rows == 0 or spent >= limit or self._stopping.is_set():
                     break
             await self.read_backlog()
         except Exception as exc:

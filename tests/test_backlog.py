@@ -235,12 +235,13 @@ async def test_the_refresher_reports_and_drains_the_backlog(backfilled: str) -> 
 
 
 async def test_the_refresher_loop_drains_the_backlog_between_refreshes(backfilled: str) -> None:
-    settings = Settings.from_env({})
+    # 480 hours of backlog, 120 per slice: a few loop turns (a busy machine makes them slow).
+    settings = Settings.from_env({"ACGS_BACKLOG_SLICE_BUCKETS": "120"})
     pool = await create_pool(backfilled, settings=settings, min_size=1, max_size=2)
     try:
         worker = MetricsRefresher(pool, 0.2, settings=settings, recover=False, seal=False)
         worker.start()
-        for _ in range(600):
+        for _ in range(3000):
             backlog = worker.status.backlog
             if worker.status.refreshes and backlog is not None and backlog.delta_rows == 0:
                 break
