@@ -13,7 +13,7 @@ from acgs_db.errors import ConfigurationError
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from acgs_db.refresher import RefreshResult
+    from acgs_db.refresher import Backlog, RefreshResult
 
 try:
     import prometheus_client as prom
@@ -54,6 +54,31 @@ class Metrics:
         self.fold_lag = prom.Gauge(
             "acgs_db_rollup_fold_lag_seconds",
             "Age of the oldest write not yet folded into validation_rollup",
+            registry=self.registry,
+        )
+        self.backlog_rows = prom.Gauge(
+            "acgs_db_rollup_backlog_delta_rows",
+            "Pending rollup deltas older than the 24-hour window (folded in slices)",
+            registry=self.registry,
+        )
+        self.backlog_buckets = prom.Gauge(
+            "acgs_db_rollup_backlog_buckets",
+            "Hour buckets with pending rollup deltas older than the 24-hour window",
+            registry=self.registry,
+        )
+        self.backlog_oldest = prom.Gauge(
+            "acgs_db_rollup_backlog_oldest_bucket_timestamp_seconds",
+            "Unix time of the oldest hour bucket in the rollup's backlog (0: no backlog)",
+            registry=self.registry,
+        )
+        self.backlog_slices = prom.Counter(
+            "acgs_db_rollup_backlog_slices",
+            "Slices of the rollup's backlog folded",
+            registry=self.registry,
+        )
+        self.backlog_folded_rows = prom.Counter(
+            "acgs_db_rollup_backlog_folded_delta_rows",
+            "Pending rollup deltas folded by backlog slices",
             registry=self.registry,
         )
         self.statement_duration = prom.Histogram(
@@ -136,6 +161,12 @@ class Metrics:
             self.refresh_last_success.set(result.finished_at.timestamp())
         else:
             self.refresh_skips.inc()
+
+    def observe_backlog(self, backlog: Backlog) -> None:
+        self.backlog_rows.set(backlog.delta_rows)
+        self.backlog_buckets.set(backlog.buckets)
+        oldest = backlog.oldest_bucket
+        self.backlog_oldest.set(0 if oldest is None else oldest.timestamp())
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> None:
         """Serve ``/metrics`` over HTTP from a background thread."""

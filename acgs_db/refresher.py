@@ -16,6 +16,13 @@ final entries into a block (:meth:`MetricsRefresher.seal_once`, ``ledger_seal()`
 digest an operator keeps elsewhere (``acgs-db ledger digest``) covers recent writes; and it
 purges batch-ledger rows older than ACGS_BATCH_LEDGER_RETENTION
 (:meth:`MetricsRefresher.purge_once`, ``ingest_batches_purge()``, in bounded steps).
+
+The refresh folds only the pending deltas the 24-hour window needs (migration 0014). Between
+refreshes the loop folds the older ones (a backfill's: the backlog) in bounded slices of
+ACGS_BACKLOG_SLICE_BUCKETS hour buckets (:meth:`MetricsRefresher.drain_backlog`), each in its own
+transaction, for at most half the interval, so that the next refresh waits for one slice at
+worst; the backlog left (delta rows, buckets, oldest bucket) is in :attr:`status` and the
+Prometheus metrics.
 """
 
 from __future__ import annotations
@@ -56,6 +63,16 @@ class RefreshResult:
     finished_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """The rollup's pending deltas older than what the 24-hour window needs."""
+
+    delta_rows: int
+    buckets: int
+    oldest_bucket: datetime | None
+    """The oldest hour bucket waiting (None: no backlog)."""
+
+
 @dataclass(slots=True)
 class RefresherStatus:
     """What the refresher has done so far (read it for health checks)."""
@@ -94,6 +111,15 @@ class RefresherStatus:
     """Batch-ledger rows purged since the start."""
     purge_failures: int = 0
     last_purge_error: str | None = None
+    backlog: Backlog | None = None
+    """The rollup's backlog (deltas older than the window), read after each drain (None: not
+    read yet, or the read failed)."""
+    backlog_slices: int = 0
+    """Backlog slices folded since the start."""
+    backlog_folded_rows: int = 0
+    """Delta rows folded by backlog slices since the start."""
+    backlog_failures: int = 0
+    last_backlog_error: str | None = None
 
 
 class MetricsRefresher:
@@ -165,6 +191,75 @@ class MetricsRefresher:
         if self._metrics is not None:
             self._metrics.fold_lag.set(lag)
         return lag
+
+    async def read_backlog(self) -> Backlog:
+        """Read (and record) the rollup's backlog: ``rollup_backlog()``."""
+        row = await self._pool.fetchrow(load_sql("queries/backlog"))
+        assert row is not None
+        backlog = Backlog(int(row["delta_rows"]), int(row["buckets"]), row["oldest_bucket"])
+        self.status.backlog = backlog
+        if self._metrics is not None:
+            self._metrics.observe_backlog(backlog)
+        return backlog
+
+    async def fold_backlog_slice(self) -> int:
+        """Fold one slice of the backlog now (the ACGS_BACKLOG_SLICE_BUCKETS oldest hour buckets
+        below the window's line) in a transaction of its own; return the delta rows folded."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await set_statement_timeout(conn, self._timeout)
+            folded = int(
+                await conn.fetchval(
+                    load_sql("queries/backlog_slice"),
+                    self._settings.backlog_slice_buckets,
+                    timeout=self._timeout,
+                )
+            )
+        self.status.backlog_slices += 1
+        self.status.backlog_folded_rows += folded
+        if self._metrics is not None:
+            self._metrics.backlog_slices.inc()
+            self._metrics.backlog_folded_rows.inc(folded)
+        return folded
+
+    async def drain_backlog(self, budget: float | None = None) -> int:
+        """Fold backlog slices until none is left, ``budget`` seconds (default: half the
+        interval) have passed or :meth:`stop` was called, then read the backlog; return the
+        delta rows folded. A slice under way finishes; a failure is recorded and raised."""
+        limit = self.interval / 2 if budget is None else budget
+        started = time.monotonic()
+        folded = 0
+        try:
+            while True:
+                rows = await self.fold_backlog_slice()
+                folded += rows
+                spent = time.monotonic() - started
+                if rows == 0 or spent >= limit or self._stopping.is_set():
+                    break
+            await self.read_backlog()
+        except Exception as exc:
+            self.status.backlog_failures += 1
+            self.status.last_backlog_error = f"{type(exc).__name__}: {exc}"
+            raise
+        self.status.last_backlog_error = None
+        return folded
+
+    async def _drain_between_refreshes(self) -> None:
+        """The loop's backlog step: failures are logged, the next refresh goes on."""
+        try:
+            folded = await self.drain_backlog()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("folding the rollup's backlog failed: %s", _first_line(exc))
+            return
+        backlog = self.status.backlog
+        if folded and backlog is not None:
+            log.info(
+                "folded %d backlog delta rows; %d rows in %d buckets left",
+                folded,
+                backlog.delta_rows,
+                backlog.buckets,
+            )
 
     async def recover_once(self) -> RecoveryReport:
         """Settle prepared parts older than ACGS_RECOVER_AFTER now (commit those of decided
@@ -333,6 +428,8 @@ class MetricsRefresher:
                 await self._recover_when_due()
                 await self._seal_when_due()
                 await self._purge_when_due()
+                if not self._stopping.is_set():
+                    await self._drain_between_refreshes()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
         finally:

@@ -191,6 +191,16 @@ STATEMENTS: Final[dict[str, Statement]] = {
         "rollup_fold_lag() is the age of the oldest pending delta of any tenant: min() over "
         "every shard, a monitoring read",
     ),
+    "backlog": Statement(
+        Routing.CROSS_SHARD,
+        "rollup_backlog() counts the pending deltas older than the window of every tenant: "
+        "count() and min() over every shard, a monitoring read",
+    ),
+    "backlog_slice": Statement(
+        Routing.CROSS_SHARD,
+        "fold_rollup_backlog() folds the oldest buckets' deltas of every tenant: on Citus, "
+        "one ranged fold per shard, like the refresh's (docs/scale-out.md)",
+    ),
     "metrics_scoped": Statement(
         Routing.CROSS_SHARD,
         "filters by acgs_session_tenant() (the login's tenant), which is not a parameter, so "
@@ -257,6 +267,10 @@ DISTRIBUTED_FUNCTIONS: Final[frozenset[str]] = frozenset(
         "refresh_tenant_metrics_24h",
         "fold_validation_rollup",
         "rollup_fold_lag",
+        "rollup_fold_range",
+        "rollup_drop_retired",
+        "fold_rollup_backlog",
+        "rollup_backlog",
     }
 )
 """Functions of the store that read distributed tables: a statement calling one is not

@@ -142,6 +142,18 @@ def batch_ledger_retention(value: object) -> float:
     return seconds
 
 
+def slice_buckets(value: object) -> int:
+    """A whole number of hour buckets per backlog slice, at least 1."""
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise ValueError("must be a whole number of hour buckets, at least 1") from None
+    if type(value) is not int or value < 1:
+        raise ValueError("must be a whole number of hour buckets, at least 1")
+    return value
+
+
 def _lock_timeout(value: str) -> float:
     seconds = float(value)
     if not 0 < seconds <= MAX_LOCK_TIMEOUT:
@@ -187,6 +199,7 @@ _VALIDATED: dict[str, Callable[[Any], Any]] = {
     "premake": premake_count,
     "max_replica_lag": replica_lag,
     "batch_ledger_retention": batch_ledger_retention,
+    "backlog_slice_buckets": slice_buckets,
 }
 
 
@@ -229,6 +242,9 @@ class Settings:
     """Seconds a bulk insert's COPY may take; unset means no limit (not command_timeout)."""
     refresh_interval: float = 300.0
     """Seconds between refreshes of the 24-hour metrics view."""
+    backlog_slice_buckets: int = field(default=6, metadata={"parse": slice_buckets})
+    """Hour buckets of the rollup's backlog (deltas older than the 24-hour window) folded per
+    slice by the refresher between refreshes and by ``acgs-db maintain`` (at least 1)."""
     metrics_staleness: float | None = field(default=None, metadata={"parse": float})
     """Seconds after which the view counts as stale; unset means twice the refresh interval."""
     retention: str = field(default="13 months", metadata={"parse": retention_interval})

@@ -181,8 +181,16 @@ validation_rollup_delta = Table(
     *_rollup_columns(),
     Column("logged_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     Index("validation_rollup_delta_tenant", "tenant_id", "bucket"),
+    Index("validation_rollup_delta_bucket", "bucket"),
+    postgresql_with={
+        "autovacuum_vacuum_scale_factor": "0",
+        "autovacuum_vacuum_threshold": "10000",
+        "autovacuum_analyze_scale_factor": "0",
+        "autovacuum_analyze_threshold": "10000",
+    },
 )
-"""Counts of writes not yet folded into ``validation_rollup``."""
+"""Counts of writes not yet folded into ``validation_rollup`` (by bucket: the refresh folds the
+window's, slices the older ones, migration 0014)."""
 
 rollup_totals_hour = Table(
     "rollup_totals_hour",

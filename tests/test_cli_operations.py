@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC
 
 import psycopg
 import pytest
@@ -49,7 +50,8 @@ def test_refresh_prints_one_line_and_exits_0(database_url: str) -> None:
     assert done.returncode == 0
     assert done.stderr == ""
     [line] = done.stdout.splitlines()
-    assert line.startswith(f"refreshed {VIEW} in ") and line.endswith(" s")
+    assert line.startswith(f"refreshed {VIEW} in ")
+    assert line.endswith(" s; rollup backlog: none")
 
 
 def test_refresh_skips_with_exit_0_while_another_session_refreshes(database_url: str) -> None:
@@ -60,6 +62,7 @@ def test_refresh_skips_with_exit_0_while_another_session_refreshes(database_url:
     assert done.stderr == ""
     [line] = done.stdout.splitlines()
     assert line.startswith(f"skipped: another session is refreshing {VIEW}")
+    assert "; rollup backlog: " in line
 
 
 def test_refresh_of_an_unmigrated_database_fails_with_one_line(fresh_database: str) -> None:
@@ -172,12 +175,42 @@ def test_maintain_reports_the_rows_it_moved_and_exits_0(store: str) -> None:
     assert lines[0].startswith("maintained public.constitutional_validations in ")
     assert lines[0].endswith("2 rows moved out of the default partition")
     assert any(line.startswith("moved 2 rows (") for line in lines)
-    assert lines[-2:] == [
+    assert lines[-4:] == [
         "recovered prepared bulk-insert parts older than 60 s: committed 0, rolled back 0",
         "purged 1 batch-ledger rows older than 86400 s",
+        "folded 0 backlog delta rows of the rollup",
+        "rollup backlog: none",
     ]
     with psycopg.connect(store) as conn:
         assert conn.execute("SELECT batch_id FROM ingest_batches").fetchall() == [("new",)]
+
+
+def test_refresh_shows_a_backfill_and_maintain_folds_it(store: str) -> None:
+    with psycopg.connect(store, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO constitutional_validations (tenant_id, decision_id, compliance_score,"
+            " processing_time_ms, created_at) SELECT 't', 'd', 0.5, g,"
+            " date_trunc('hour', now()) - interval '3 days' - g * interval '1 hour'"
+            " FROM generate_series(0, 9) AS g"
+        )
+        oldest = conn.execute(
+            "SELECT date_trunc('hour', now()) - interval '3 days' - interval '9 hours'"
+        ).fetchone()
+        assert oldest is not None
+    done = _cli(store, "refresh")
+    assert done.returncode == 0, done.stderr
+    [line] = done.stdout.splitlines()
+    assert line.endswith(
+        "; rollup backlog: 10 delta rows in 10 hour buckets older than the window, oldest "
+        + oldest[0].astimezone(UTC).isoformat(timespec="seconds")
+    )
+    done = _cli(store, "maintain")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-2:] == ["folded 10 backlog delta rows of the rollup", "rollup backlog: none"]
+    with psycopg.connect(store) as conn:
+        row = conn.execute("SELECT sum(validations) FROM validation_rollup").fetchone()
+    assert row == (10,)
 
 
 def test_maintain_of_an_unmigrated_database_is_one_error_line(fresh_database: str) -> None:

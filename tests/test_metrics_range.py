@@ -542,3 +542,35 @@ def test_retention_takes_the_dropped_buckets_out_of_totals_and_bins(
             (start - timedelta(days=40), NOW + timedelta(days=1)),
         ).fetchone()
         assert mine == (200,)
+
+
+def test_exact_while_the_refresh_leaves_older_deltas_to_slices(data: dict[str, str]) -> None:
+    """Deferred folds (migration 0014): the refresh folds the window's deltas only; ranged
+    figures read the backlog's pending deltas meanwhile, and stay exact as slices fold it."""
+    with psycopg.connect(data["url"], autocommit=True) as conn:
+        # Fresh writes over 40 days: the refresh will leave most of them pending.
+        _insert(conn, data["main"], 3_000, NOW - timedelta(days=38), NOW + timedelta(hours=1))
+        conn.execute("SELECT refresh_tenant_metrics_24h()")
+        with conn.transaction():
+            window = conn.execute(
+                "SELECT count(*) FROM validation_rollup_delta WHERE bucket >= rollup_window_line()"
+            ).fetchone()
+            backlog = conn.execute("SELECT delta_rows, buckets FROM rollup_backlog()").fetchone()
+        assert window == (0,)
+        assert backlog is not None and backlog[0] > 1_000 and backlog[1] > 100
+    _check_exact(data["url"], data["main"])
+    _check_exact(data["url"], data["other"])
+    with psycopg.connect(data["url"], autocommit=True) as conn:
+        for _ in range(10):  # a part of the backlog: 10 slices of 24 hours
+            assert conn.execute("SELECT fold_rollup_backlog(24)").fetchone() != (0,)
+            assert _structures_agree(conn)
+        left = conn.execute("SELECT delta_rows FROM rollup_backlog()").fetchone()
+        assert left is not None and 0 < left[0] < backlog[0]
+    _check_exact(data["url"], data["main"])
+    with psycopg.connect(data["url"], autocommit=True) as conn:
+        while conn.execute("SELECT fold_rollup_backlog(24)").fetchone() != (0,):
+            pass
+        assert conn.execute("SELECT delta_rows FROM rollup_backlog()").fetchone() == (0,)
+        assert _structures_agree(conn)
+    _check_exact(data["url"], data["main"])
+    _check_exact(data["url"], data["other"])

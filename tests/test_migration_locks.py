@@ -69,6 +69,8 @@ DOCUMENTED = {
     "0011_metrics_range": {"validation_rollup": "ShareLock"},
     "0012_batch_purge": {"ingest_batches": "ShareLock"},  # CREATE INDEX
     "0013_history_walk": {},
+    # CREATE INDEX validation_rollup_delta_bucket, then its autovacuum reloptions.
+    "0014_deferred_fold": {"validation_rollup_delta": "ShareLock"},
 }
 
 LOCKS = text(

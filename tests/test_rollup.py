@@ -6,7 +6,7 @@ bins the fold keeps) over the seed's SQL restricted to the same range."""
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import psycopg
@@ -120,6 +120,82 @@ def _invariant_holds(conn: psycopg.Connection) -> bool:
     return row is not None and row[0] == 0
 
 
+# rollup_totals_hour and rollup_bins_day (migration 0011) are the rollup's sums, both ways.
+STRUCTURES_MINUS_ROLLUP = """
+WITH totals AS (
+    SELECT tenant_id, bucket, total::numeric, timed::numeric, time_sum, score_sum,
+           below_95::numeric, below_90::numeric
+    FROM rollup_totals_hour WHERE total <> 0
+), totals_of_rollup AS (
+    SELECT tenant_id, bucket, sum(validations),
+           coalesce(sum(validations) FILTER (WHERE processing_time_ms IS NOT NULL), 0),
+           coalesce(sum(processing_time_ms::numeric * validations), 0), sum(score_sum),
+           sum(below_95), sum(below_90)
+    FROM validation_rollup GROUP BY 1, 2 HAVING sum(validations) <> 0
+), bins AS (
+    SELECT tenant_id, day, bin, n::numeric FROM rollup_bins_day WHERE n <> 0
+), bins_of_rollup AS (
+    SELECT tenant_id, date_bin(interval '1 day', bucket, timestamptz '2000-01-01 00:00:00+00'),
+           rollup_bin(processing_time_ms), sum(validations)
+    FROM validation_rollup WHERE processing_time_ms IS NOT NULL
+    GROUP BY 1, 2, 3 HAVING sum(validations) <> 0
+)
+SELECT (SELECT count(*) FROM (TABLE totals EXCEPT TABLE totals_of_rollup) AS a)
+     + (SELECT count(*) FROM (TABLE totals_of_rollup EXCEPT TABLE totals) AS b)
+     + (SELECT count(*) FROM (TABLE bins EXCEPT TABLE bins_of_rollup) AS c)
+     + (SELECT count(*) FROM (TABLE bins_of_rollup EXCEPT TABLE bins) AS d)
+"""
+
+
+def _structures_agree(conn: psycopg.Connection) -> bool:
+    row = conn.execute(STRUCTURES_MINUS_ROLLUP).fetchone()
+    return row is not None and row[0] == 0
+
+
+def _window_pending(conn: psycopg.Connection) -> int:
+    """Pending deltas of the buckets the refresh folds (from rollup_window_line() on)."""
+    row = conn.execute(
+        "SELECT count(*) FROM validation_rollup_delta WHERE bucket >= rollup_window_line()"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _backlog(conn: psycopg.Connection) -> tuple[int, int, datetime | None]:
+    """rollup_backlog(), checked against the pending deltas below the line counted directly."""
+    row = conn.execute("SELECT delta_rows, buckets, oldest_bucket FROM rollup_backlog()").fetchone()
+    direct = conn.execute(
+        "SELECT count(*), count(DISTINCT bucket), min(bucket) FROM validation_rollup_delta"
+        " WHERE bucket < rollup_window_line()"
+    ).fetchone()
+    assert row is not None and row == direct
+    return int(row[0]), int(row[1]), row[2]
+
+
+def _fold_one_slice(conn: psycopg.Connection, buckets: int) -> int:
+    """One backlog slice: it folds exactly the deltas of the `buckets` hours from the oldest
+    pending bucket below the line (and nothing of the window), and returns their count."""
+    with conn.transaction():
+        line = conn.execute("SELECT rollup_window_line()").fetchone()
+        assert line is not None
+        rows, _, oldest = _backlog(conn)
+        expected = 0
+        if oldest is not None:
+            upto = min(oldest + timedelta(hours=buckets), line[0])
+            row = conn.execute(
+                "SELECT count(*) FROM validation_rollup_delta WHERE bucket >= %s AND bucket < %s",
+                (oldest, upto),
+            ).fetchone()
+            assert row is not None
+            expected = int(row[0])
+        window_before = _window_pending(conn)
+        folded = conn.execute("SELECT fold_rollup_backlog(%s)", (buckets,)).fetchone()
+        assert folded == (expected,)
+        assert _window_pending(conn) == window_before
+        assert _backlog(conn)[0] == rows - expected
+    return expected
+
+
 # -- hypothesis: random writes, late rows, deletes, folds and refreshes ---------------------
 
 scores = st.one_of(
@@ -147,6 +223,8 @@ actions = st.lists(
         st.tuples(st.just("insert"), st.lists(rows, min_size=1, max_size=5)),
         st.tuples(st.just("delete"), st.sampled_from(["t-a", "t-b", "t-c", "t-d"])),
         st.tuples(st.just("fold"), st.none()),
+        st.tuples(st.just("refresh"), st.none()),
+        st.tuples(st.just("slice"), st.integers(1, 30)),
         st.tuples(st.just("check"), st.none()),
     ),
     min_size=1,
@@ -204,10 +282,18 @@ def test_view_equals_the_seed_sql_after_any_interleaving(
                 )
             elif kind == "fold":
                 conn.execute("SELECT fold_validation_rollup()")
+            elif kind == "refresh":
+                # Folds the window's deltas only: older ones stay pending (the backlog).
+                with conn.transaction():
+                    conn.execute("SELECT refresh_tenant_metrics_24h()")
+                    assert _window_pending(conn) == 0
+            elif kind == "slice":
+                _fold_one_slice(conn, argument)  # type: ignore[arg-type]
             else:
                 assert _ranges_equal_seed(conn) == (0,) * 6
                 assert _view_equals_seed(conn) == (0, 0, 0, 0)
             assert _invariant_holds(conn)
+            assert _structures_agree(conn)
         assert _ranges_equal_seed(conn) == (0,) * 6
         assert _view_equals_seed(conn) == (0, 0, 0, 0)
         assert _ranges_equal_seed(conn) == (0,) * 6
@@ -357,3 +443,156 @@ def test_old_rows_waiting_in_the_default_partition_keep_their_buckets(
         assert conn.execute(
             "SELECT count(*) FROM validation_rollup WHERE tenant_id = 'ancient'"
         ).fetchone() == (1,)
+
+
+# -- deferred folds: the refresh folds the window, slices fold the backlog (migration 0014) ----
+
+BACKFILL = """
+INSERT INTO constitutional_validations
+    (tenant_id, decision_id, compliance_score, processing_time_ms, created_at)
+SELECT 'b-' || mod(g, 3), 'd-' || mod(g, 17), mod(g * 7, 10001) / 10000.0,
+       CASE WHEN mod(g, 23) = 0 THEN NULL ELSE mod(g * 13, 900) END,
+       now() - %(newest)s::interval - mod(g * 104729, %(spread)s) * interval '1 second'
+FROM generate_series(1, %(rows)s) AS g
+"""
+
+
+def _backfill(conn: psycopg.Connection, rows: int, newest: str, spread_s: int) -> None:
+    """`rows` validations of three tenants between `newest` ago and `spread_s` s before it."""
+    conn.execute(BACKFILL, {"rows": rows, "newest": newest, "spread": spread_s})
+
+
+def test_the_refresh_leaves_a_backfill_to_slices_and_every_figure_stays_exact(
+    rollup_db: str,
+) -> None:
+    with psycopg.connect(rollup_db, autocommit=True) as conn:
+        _reset(conn)
+        _backfill(conn, 3000, "0 seconds", 86_000)  # the window
+        _backfill(conn, 9000, "26 hours", 12 * 86_400)  # 1-13 days old: a backfill
+        with conn.transaction():
+            conn.execute("SELECT refresh_tenant_metrics_24h()")
+            assert _window_pending(conn) == 0
+            rows, buckets, oldest = _backlog(conn)
+        # Nothing older than the line was folded: the whole backfill waits.
+        assert rows > 0 and buckets > 100 and oldest is not None
+        folded = conn.execute(
+            "SELECT count(*) FROM validation_rollup WHERE bucket < rollup_window_line()"
+        ).fetchone()
+        assert folded == (0,)
+        assert _view_equals_seed(conn) == (0, 0, 0, 0)
+        assert _ranges_equal_seed(conn) == (0,) * 6
+        assert _invariant_holds(conn) and _structures_agree(conn)
+        # Slices drain it, oldest first, a bounded number of hours each.
+        slices, previous_oldest = 0, oldest
+        while _fold_one_slice(conn, 7) > 0:
+            slices += 1
+            with conn.transaction():
+                left, _, now_oldest = _backlog(conn)
+            assert now_oldest is None or now_oldest >= previous_oldest + timedelta(hours=7)
+            previous_oldest = now_oldest or previous_oldest
+            assert _structures_agree(conn)
+            if slices == 3:  # midway: every figure still exact
+                assert left > 0
+                assert _ranges_equal_seed(conn) == (0,) * 6
+                assert _view_equals_seed(conn) == (0, 0, 0, 0)
+        assert slices >= buckets // 7
+        with conn.transaction():
+            assert _backlog(conn) == (0, 0, None)
+        assert conn.execute("SELECT count(*) FROM validation_rollup_delta").fetchone() == (0,)
+        assert _invariant_holds(conn) and _structures_agree(conn)
+        assert _view_equals_seed(conn) == (0, 0, 0, 0)
+        assert _ranges_equal_seed(conn) == (0,) * 6
+
+
+def test_a_slice_needs_at_least_one_bucket(rollup_db: str) -> None:
+    with psycopg.connect(rollup_db, autocommit=True) as conn:
+        for buckets in (0, -3, None):
+            with pytest.raises(psycopg.errors.InvalidParameterValue):
+                conn.execute("SELECT fold_rollup_backlog(%s::integer)", (buckets,))
+
+
+def test_writers_during_refreshes_and_slices_lose_and_double_nothing(rollup_db: str) -> None:
+    with psycopg.connect(rollup_db, autocommit=True) as conn:
+        _reset(conn)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            with psycopg.connect(rollup_db, autocommit=True) as w:
+                for i in range(30):
+                    # Rows of the window and of the backlog in the same statement.
+                    w.execute(
+                        """
+                        INSERT INTO constitutional_validations
+                            (tenant_id, decision_id, compliance_score, processing_time_ms,
+                             created_at)
+                        SELECT 'w-' || mod(g, 5), 'd', mod(g, 100) / 100.0, mod(g, 37),
+                               now() - (g * 3 + %s) * interval '1 hour'
+                        FROM generate_series(1, 40 + %s) AS g
+                        """,
+                        (i, n * 7 + i),
+                    )
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def refresher() -> None:
+        try:
+            with psycopg.connect(rollup_db, autocommit=True) as f:
+                while not stop.is_set():
+                    f.execute("SELECT refresh_tenant_metrics_24h()")
+                    f.execute("SELECT fold_rollup_backlog(2)")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def slicer() -> None:
+        try:
+            with psycopg.connect(rollup_db, autocommit=True) as f:
+                while not stop.is_set():
+                    f.execute("SELECT fold_rollup_backlog(1)")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    writers = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    folders = [threading.Thread(target=refresher), threading.Thread(target=slicer)]
+    for t in folders + writers:
+        t.start()
+    for t in writers:
+        t.join()
+    stop.set()
+    for t in folders:
+        t.join()
+    assert errors == []
+    with psycopg.connect(rollup_db, autocommit=True) as conn:
+        assert _invariant_holds(conn) and _structures_agree(conn)
+        assert _view_equals_seed(conn) == (0, 0, 0, 0)
+        assert _ranges_equal_seed(conn) == (0,) * 6
+        while conn.execute("SELECT fold_rollup_backlog(50)").fetchone() != (0,):
+            pass
+        with conn.transaction():
+            assert _backlog(conn) == (0, 0, None)
+        assert _invariant_holds(conn) and _structures_agree(conn)
+
+
+def test_slices_drop_the_buckets_of_partitions_retention_dropped(migrated_database: str) -> None:
+    with psycopg.connect(migrated_database, autocommit=True) as conn:
+        start = oldest_partition_start(conn)
+        conn.execute(
+            "INSERT INTO constitutional_validations (tenant_id, decision_id, compliance_score,"
+            " processing_time_ms, created_at) VALUES ('old', 'd', 0.5, 3, %s), ('new', 'd', 0.9,"
+            " 4, now())",
+            (start + timedelta(days=2),),
+        )
+        conn.execute("SELECT refresh_tenant_metrics_24h()")
+        while conn.execute("SELECT fold_rollup_backlog(1000)").fetchone() != (0,):
+            pass
+        assert conn.execute("SELECT count(*) FROM validation_rollup").fetchone() == (2,)
+        conn.execute(
+            "UPDATE partman.part_config SET retention = '2 months'"
+            " WHERE parent_table = 'public.constitutional_validations'"
+        )
+        conn.execute("CALL partman.run_maintenance_proc()")
+        assert conn.execute("SELECT fold_rollup_backlog(1)").fetchone() == (0,)
+        tenants = [r[0] for r in conn.execute("SELECT tenant_id FROM validation_rollup")]
+        assert tenants == ["new"]
+        assert _invariant_holds(conn) and _structures_agree(conn)

@@ -237,6 +237,9 @@ async def test_no_reader_or_tenant_can_stall_the_fold_or_make_refreshes_skip(
         for attempt in (
             "SELECT * FROM acgs_exclusive FOR UPDATE",
             "SELECT fold_validation_rollup()",
+            "SELECT fold_rollup_backlog(1)",
+            "SELECT rollup_fold_range('-infinity', 'infinity')",
+            "SELECT rollup_drop_retired()",
             "SELECT refresh_tenant_metrics_24h()",
             "LOCK TABLE acgs_exclusive",
         ):
@@ -437,6 +440,8 @@ ATTEMPTS = [
     " VALUES (%(other)s, 'h', 1) ON CONFLICT (tenant_id, decision_hash, constitutional_hash)"
     " DO UPDATE SET validation_score = 1",
     "SELECT fold_validation_rollup()",
+    "SELECT fold_rollup_backlog(1000)",
+    "SELECT rollup_fold_range('-infinity', 'infinity')",
     "SELECT refresh_tenant_metrics_24h()",
     "CREATE TEMPORARY TABLE IF NOT EXISTS constitutional_validations"
     " (tenant_id varchar, decision_id varchar)",

@@ -114,6 +114,16 @@ def test_premake_must_be_a_whole_number_of_at_least_one(value: str) -> None:
         Settings.from_env({"ACGS_PREMAKE": value})
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "x", "1.5"])
+def test_backlog_slices_hold_at_least_one_bucket(value: str) -> None:
+    assert Settings.from_env({}).backlog_slice_buckets == 6
+    assert Settings.from_env({"ACGS_BACKLOG_SLICE_BUCKETS": "48"}).backlog_slice_buckets == 48
+    with pytest.raises(ConfigurationError, match=f"ACGS_BACKLOG_SLICE_BUCKETS={value!r}"):
+        Settings.from_env({"ACGS_BACKLOG_SLICE_BUCKETS": value})
+    with pytest.raises(ConfigurationError, match="ACGS_BACKLOG_SLICE_BUCKETS="):
+        Settings(backlog_slice_buckets=0)
+
+
 def test_premake_given_in_python_is_checked_too() -> None:
     assert Settings.from_env({"ACGS_PREMAKE": "2"}).premake == 2
     assert Settings(premake=1).premake == 1

@@ -8,7 +8,11 @@ prints ratios against baselines measured in the same run:
   in batches of 1,000 (five minutes at 1,000 rows/s); fold + refresh against a full recompute of
   the seed's SQL on the raw rows; the view checked equal to the seed's SQL (EXCEPT both ways).
 * **old data**: 1,000,000 rows in the window, then 9,000,000 older rows in the same monthly
-  partition written just before the refresh (no VACUUM, BRIN ranges unsummarized).
+  partition written just before the refresh (no VACUUM, BRIN ranges unsummarized): the refresh
+  right after, after VACUUM ANALYZE and after the backlog slices drained the older deltas,
+  each against the refresh of the window alone; the view checked exact while they wait.
+* **load**: ``acgs-db load`` of 10,000,000 rows over 30 days: the loader's first refresh
+  against a steady refresh (backlog drained).
 * **tenant**: one tenant with 50,000 rows in its last 24 hours: ``tenant_metrics()`` computed in
   real time (p50/p99), against the seed's SQL for that tenant on the raw rows.
 * **readers**: the longest wait of a reader querying the view in a loop while the view is
@@ -53,6 +57,8 @@ class Options:
     decisions: int = 1000
     window_alone: int = 1_000_000
     old_rows: int = 9_000_000
+    load_rows: int = 10_000_000
+    load_days: float = 30
     tenant_rows: int = 50_000
     tenant_calls: int = 2000
     capture_rows: int = 500_000
@@ -179,11 +185,46 @@ async def scenario_window(url: str, window: int, options: Options) -> dict[str, 
     }
 
 
+async def _backlog(conn: AnyConnection) -> dict[str, Any]:
+    row = await conn.fetchrow(load_sql("queries/backlog"), timeout=_LONG)
+    assert row is not None
+    oldest = row["oldest_bucket"]
+    return {
+        "delta_rows": row["delta_rows"],
+        "buckets": row["buckets"],
+        "oldest_bucket": None if oldest is None else oldest.isoformat(timespec="seconds"),
+    }
+
+
+async def _drain(conn: AnyConnection, buckets: int) -> dict[str, Any]:
+    """Fold the backlog slice by slice (each its own transaction, as the refresher does)."""
+    slices: list[float] = []
+    folded = 0
+    while True:
+        started = time.perf_counter()
+        rows = await conn.fetchval(load_sql("queries/backlog_slice"), buckets, timeout=_LONG)
+        slices.append(time.perf_counter() - started)
+        folded += rows
+        if rows == 0:
+            break
+    return {
+        "slice_buckets": buckets,
+        "slices": len(slices) - 1,
+        "folded_delta_rows": folded,
+        "drain_s": round(sum(slices), 2),
+        "longest_slice_s": round(max(slices), 3),
+    }
+
+
 async def scenario_old_data(url: str, options: Options) -> dict[str, Any]:
-    """Refresh with the window alone, then with many older rows in the same partition."""
+    """Refresh with the window alone, then right after many older rows are written into the
+    same partition (their deltas left to backlog slices), again after VACUUM ANALYZE, and after
+    the backlog is drained; ratios to the window alone, the view checked exact throughout."""
+    settings = Settings.from_env()
     pool = await create_pool(url, min_size=1, max_size=1)
     try:
         async with pool.acquire() as conn:
+            await conn.execute(load_sql("bench/no_statement_timeout"))
             await conn.execute(load_sql("bench/empty_tables"), timeout=_LONG)
             now = datetime.now(UTC)
             await generate_rows(
@@ -196,23 +237,75 @@ async def scenario_old_data(url: str, options: Options) -> dict[str, Any]:
             # Older rows of the same month, written just now: no VACUUM, BRIN unsummarized.
             month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
             old_end = now - timedelta(hours=25)
-            if old_end <= month_start:  # early in the month: use the previous days anyway
-                month_start = old_end - timedelta(days=1)
+            if old_end - month_start < timedelta(days=5):  # early in the month: 20 days back
+                month_start = old_end - timedelta(days=20)
             await generate_rows(conn, options.old_rows, month_start, old_end, options)
-            backlog_s = await _timed(lambda: conn.fetchval(load_sql("bench/fold"), timeout=_LONG))
             after = [await _refresh(conn) for _ in range(options.repeats)]
+            backlog = await _backlog(conn)
+            exact_pending = await _exact(conn)
+            await conn.execute(load_sql("bench/vacuum_analyze_all"), timeout=_LONG)
+            vacuumed = [await _refresh(conn) for _ in range(options.repeats)]
+            drained = await _drain(conn, settings.backlog_slice_buckets)
+            await conn.execute(load_sql("bench/vacuum_analyze_all"), timeout=_LONG)
+            settled = [await _refresh(conn) for _ in range(options.repeats)]
+            exact = await _exact(conn)
+            left = await _backlog(conn)
+    finally:
+        await pool.close()
+    return {
+        "window_rows": options.window_alone,
+        "older_rows_same_partition": options.old_rows,
+        "refresh_window_alone_s": round(alone, 3),
+        "first_refresh_after_load_s": round(after[0], 3),
+        "refresh_after_load_s": round(statistics.median(after), 3),
+        "ratio_first_after_load": round(after[0] / alone, 2),
+        "ratio_after_load": round(statistics.median(after) / alone, 2),
+        "backlog_after_load": backlog,
+        "view_equals_seed_sql_with_backlog_pending": exact_pending,
+        "refresh_after_vacuum_analyze_s": round(statistics.median(vacuumed), 3),
+        "ratio_after_vacuum_analyze": round(statistics.median(vacuumed) / alone, 2),
+        "backlog_drain": drained,
+        "refresh_after_drain_s": round(statistics.median(settled), 3),
+        "ratio_after_drain": round(statistics.median(settled) / alone, 2),
+        "backlog_left": left,
+        "view_equals_seed_sql": exact,
+    }
+
+
+async def scenario_load(url: str, options: Options) -> dict[str, Any]:
+    """``acgs-db load --rows N --days D``: the loader's own first refresh (right after the
+    load and its VACUUM ANALYZE) against a steady refresh once the backlog is drained."""
+    from acgs_db.tooling.loader import load
+
+    settings = Settings.from_env()
+    pool = await create_pool(url, settings=settings, min_size=1, max_size=2)
+    try:
+        workload = Workload(
+            rows=options.load_rows,
+            tenants=options.tenants,
+            days=options.load_days,
+            decisions=options.decisions,
+        )
+        loaded = await load(pool, workload, settings=settings)
+        async with pool.acquire() as conn:
+            await conn.execute(load_sql("bench/no_statement_timeout"))
+            backlog = await _backlog(conn)
+            drained = await _drain(conn, settings.backlog_slice_buckets)
+            await conn.execute(load_sql("bench/vacuum_analyze_all"), timeout=_LONG)
+            await _refresh(conn)
+            steady = statistics.median([await _refresh(conn) for _ in range(options.repeats)])
             exact = await _exact(conn)
     finally:
         await pool.close()
-    with_old = statistics.median(after)
     return {
-        "window_rows": options.window_alone,
-        "refresh_window_alone_s": round(alone, 3),
-        "older_rows_same_partition": options.old_rows,
-        "fold_of_older_rows_s": round(backlog_s, 2),
-        "refresh_with_older_rows_s": round(with_old, 3),
-        "first_refresh_after_load_s": round(after[0], 3),
-        "ratio": round(with_old / alone, 2),
+        "rows": options.load_rows,
+        "days": options.load_days,
+        "load_copy_s": round(loaded.copy_seconds, 1),
+        "first_refresh_after_load_s": round(loaded.refresh_seconds, 3),
+        "backlog_after_first_refresh": backlog,
+        "backlog_drain": drained,
+        "refresh_steady_s": round(steady, 3),
+        "ratio_first_to_steady": round(loaded.refresh_seconds / steady, 2),
         "view_equals_seed_sql": exact,
     }
 
@@ -350,6 +443,7 @@ def run(
         "tenant": lambda u: scenario_tenant(u, options),
         "readers": lambda u: _readers_after_window(u, options),
         "old": lambda u: scenario_old_data(u, options),
+        "load": lambda u: scenario_load(u, options),
     }
     for name in scenarios:
         if name == "window":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -700,21 +701,36 @@ def writer_command(
 def refresh_command(
     scenario: Annotated[
         list[str] | None,
-        typer.Option(help="capture, tenant, readers, old, window (default: all)."),
+        typer.Option(help="capture, tenant, readers, old, load, window (default: all)."),
     ] = None,
     window: Annotated[
         list[int] | None,
         typer.Option(help="Rows in the last 24 hours (repeatable; default 5M and 20M)."),
     ] = None,
+    window_alone: Annotated[
+        int, typer.Option(help="old: rows in the window.", min=1000)
+    ] = 1_000_000,
+    old_rows: Annotated[
+        int, typer.Option(help="old: older rows written into the same month.", min=1000)
+    ] = 9_000_000,
+    load_rows: Annotated[
+        int, typer.Option(help="load: rows of `acgs-db load` (over --load-days).", min=1000)
+    ] = 10_000_000,
+    load_days: Annotated[float, typer.Option(help="load: days the rows span.", min=1)] = 30,
     json_path: JsonOption = None,
 ) -> None:
     """The 24-hour view: fold + refresh against a full recompute, exactness, readers during a
     refresh, real-time tenant figures and the capture trigger's cost, in scratch databases."""
     from acgs_db.bench import rollup
 
-    options = rollup.Options(windows=tuple(window)) if window else rollup.Options()
-    chosen = tuple(scenario) if scenario else ("capture", "tenant", "readers", "old", "window")
-    unknown = set(chosen) - {"capture", "tenant", "readers", "old", "window"}
+    options = rollup.Options(
+        window_alone=window_alone, old_rows=old_rows, load_rows=load_rows, load_days=load_days
+    )
+    if window:
+        options = replace(options, windows=tuple(window))
+    every = ("capture", "tenant", "readers", "old", "load", "window")
+    chosen = tuple(scenario) if scenario else every
+    unknown = set(chosen) - set(every)
     if unknown:
         raise ConfigurationError(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     results = rollup.run(database_url(_settings()), options, chosen)

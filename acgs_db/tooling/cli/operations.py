@@ -29,7 +29,7 @@ from acgs_db.tooling.devdb import database_url
 if TYPE_CHECKING:
     from acgs_db.ingest import RecoveryReport
     from acgs_db.metrics import Metrics
-    from acgs_db.refresher import MetricsRefresher, RefreshResult
+    from acgs_db.refresher import Backlog, MetricsRefresher, RefreshResult
     from acgs_db.settings import Settings
 
 
@@ -44,35 +44,59 @@ def refresh(
 ) -> None:
     """Refresh the 24-hour view once, for cron: one line; exit 0 when refreshed or skipped.
 
-    Skipped means another process was refreshing at that moment (the refresh takes an advisory
-    lock), which leaves the view just as fresh. Any failure prints one line to stderr and exits 1.
+    The line ends with the rollup's backlog: deltas older than the window (a backfill's), which
+    the refresh leaves to the refresher's slices and ``acgs-db maintain``. Skipped means another
+    process was refreshing at that moment (the refresh takes an advisory lock), which leaves the
+    view just as fresh. Any failure prints one line to stderr and exits 1.
     """
     from asyncpg.exceptions import UndefinedFunctionError, UndefinedTableError
 
     try:
-        result = run(_refresh_once(_settings(), timeout))
+        outcome = run(_refresh_once(_settings(), timeout))
     except Exception as exc:
         missing = isinstance(exc, UndefinedFunctionError | UndefinedTableError)
         hint = " (run acgs-db migrate)" if missing else ""
         typer.echo(f"error: refresh of {METRICS_VIEW} failed: {_one_line(exc)}{hint}", err=True)
         raise typer.Exit(1) from None
+    result, backlog = outcome
     if result.refreshed:
-        typer.echo(f"refreshed {METRICS_VIEW} in {result.duration_s:.3f} s")
+        done = f"refreshed {METRICS_VIEW} in {result.duration_s:.3f} s"
     else:
-        typer.echo(
+        done = (
             f"skipped: another session is refreshing {METRICS_VIEW} "
             f"(checked in {result.duration_s:.3f} s)"
         )
+    typer.echo(f"{done}; {_backlog_line(backlog)}")
 
 
-async def _refresh_once(settings: Settings, limit: float) -> RefreshResult:
+def _backlog_line(backlog: Backlog | None) -> str:
+    """The rollup's backlog (deltas older than the window, left to slices) in one line."""
+    if backlog is None:
+        return "rollup backlog: unknown (could not be read)"
+    if backlog.oldest_bucket is None:
+        return "rollup backlog: none"
+    return (
+        f"rollup backlog: {backlog.delta_rows} delta rows in {backlog.buckets} hour buckets "
+        f"older than the window, oldest {backlog.oldest_bucket.isoformat(timespec='seconds')}"
+    )
+
+
+async def _refresh_once(settings: Settings, limit: float) -> tuple[RefreshResult, Backlog | None]:
+    from asyncpg import PostgresError
+
     from acgs_db.pool import create_pool
     from acgs_db.refresher import MetricsRefresher
 
     url = await asyncio.to_thread(database_url, settings)
     pool = await create_pool(url, settings=settings, min_size=1, max_size=1)
     try:
-        return await MetricsRefresher(pool, settings=settings, timeout=limit).refresh_once()
+        worker = MetricsRefresher(pool, settings=settings, timeout=limit)
+        result = await worker.refresh_once()
+        try:
+            backlog: Backlog | None = await worker.read_backlog()
+        except PostgresError:
+            backlog = None
+        return result, backlog
     finally:
         await pool.close()
 
@@ -179,7 +203,8 @@ def _status_line(worker: MetricsRefresher) -> str:
     )
     return (
         f"{s.refreshes} refreshes, {s.skips} skips, {s.failures} failures, "
-        f"last success {last}{recovered}"
+        f"last success {last}{recovered}; {s.backlog_slices} backlog slices; "
+        + _backlog_line(s.backlog)
     )
 
 
@@ -230,8 +255,9 @@ def schedule_command(
 @_plain_errors
 def maintain() -> None:
     """Partition maintenance now: move rows out of the default partition, premake, retention;
-    then settle prepared bulk-insert parts older than ACGS_RECOVER_AFTER and purge batch-ledger
-    rows older than ACGS_BATCH_LEDGER_RETENTION (as the refresher's loop does).
+    then settle prepared bulk-insert parts older than ACGS_RECOVER_AFTER, purge batch-ledger
+    rows older than ACGS_BATCH_LEDGER_RETENTION (as the refresher's loop does), and fold the
+    rollup's backlog (deltas older than the 24-hour window) slice by slice until none is left.
 
     Rows older than the retention (ACGS_RETENTION, 13 months by default) that sat in the default
     partition are moved into a partition of their own, which retention then drops: they are
@@ -250,6 +276,25 @@ def maintain() -> None:
         typer.echo(
             f"purged {purged} batch-ledger rows older than {settings.batch_ledger_retention:g} s"
         )
+    folded, backlog = run(_drain_backlog(settings))
+    typer.echo(f"folded {folded} backlog delta rows of the rollup")
+    typer.echo(_backlog_line(backlog))
+
+
+async def _drain_backlog(settings: Settings) -> tuple[int, Backlog]:
+    """Fold the rollup's whole backlog, slice by slice (each its own transaction)."""
+    from acgs_db.pool import create_pool
+    from acgs_db.refresher import MetricsRefresher
+
+    url = await asyncio.to_thread(database_url, settings)
+    pool = await create_pool(url, settings=settings, min_size=1, max_size=1)
+    try:
+        worker = MetricsRefresher(pool, settings=settings, recover=False, seal=False)
+        folded = await worker.drain_backlog(budget=float("inf"))
+        assert worker.status.backlog is not None
+        return folded, worker.status.backlog
+    finally:
+        await pool.close()
 
 
 def _recovery_lines(report: RecoveryReport, older_than: float) -> list[str]:
