@@ -9,7 +9,7 @@ from prometheus_client import generate_latest
 
 from acgs_db import MetricsRefresher, ValidationRecord, ValidationRepository
 from acgs_db.metrics import Metrics
-from acgs_db.pool import Pool
+from acgs_db.pool import Pool, create_pool
 from acgs_db.settings import Settings
 
 
@@ -35,7 +35,16 @@ async def test_repository_records_statement_durations_and_rows_copied(
     assert _sample(metrics, "acgs_db_statement_duration_seconds_count", bulk) == 1
 
 
-async def test_refresher_records_duration_success_and_fold_lag(pool: Pool, tenant: str) -> None:
+async def test_refresher_records_duration_success_and_fold_lag(
+    migrated_database: str, tenant: str
+) -> None:
+    # A database of its own: the fold lag counts every pending delta, and other tests leave
+    # backlog deltas (rows older than the window) in the session database that a refresh keeps.
+    async with create_pool(migrated_database, min_size=1, max_size=2) as pool:
+        await _refresh_and_read_fold_lag(pool, tenant)
+
+
+async def _refresh_and_read_fold_lag(pool: Pool, tenant: str) -> None:
     metrics = Metrics()
     await ValidationRepository(pool, Settings.from_env({})).insert(
         ValidationRecord(tenant, "d", 0.5)
@@ -56,8 +65,6 @@ async def test_refresher_records_duration_success_and_fold_lag(pool: Pool, tenan
 
 
 async def test_refresher_counts_failures(database_url: str) -> None:
-    from acgs_db.pool import create_pool
-
     metrics = Metrics()
     broken = await create_pool(
         database_url, min_size=1, max_size=1, server_settings={"search_path": "nowhere"}
@@ -78,8 +85,6 @@ async def test_a_refresh_that_cannot_read_the_fold_lag_still_counts(
     import uuid
 
     import psycopg
-
-    from acgs_db.pool import create_pool
 
     settings = Settings.from_env({})
     login = f"lagless_{uuid.uuid4().hex[:8]}"

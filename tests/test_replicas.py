@@ -118,24 +118,27 @@ def _fallbacks(metrics: Metrics, reason: str) -> float:
     return value or 0.0
 
 
-def _scans(url: str) -> int:
-    """Scans of the validations' partitions counted by this server's own statistics."""
+def _count(url: str, query: str, *params: str) -> int:
+    """The one number ``query`` gives on ``url``."""
     with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT coalesce(sum(seq_scan + coalesce(idx_scan, 0)), 0) FROM pg_stat_user_tables"
-            " WHERE relname LIKE 'constitutional_validations%'"
-        ).fetchone()
+        row = conn.execute(query, params or None).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def _scans(url: str) -> int:
+    """Scans of the validations' partitions counted by this server's own statistics."""
+    return _count(
+        url,
+        "SELECT coalesce(sum(seq_scan + coalesce(idx_scan, 0)), 0) FROM pg_stat_user_tables"
+        " WHERE relname LIKE 'constitutional_validations%'",
+    )
 
 
 def _stored_on(url: str, tenant: str) -> int:
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM constitutional_validations WHERE tenant_id = %s", (tenant,)
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return _count(
+        url, "SELECT count(*) FROM constitutional_validations WHERE tenant_id = %s", tenant
+    )
 
 
 def _replay(url: str, *, paused: bool) -> None:
@@ -391,13 +394,11 @@ async def test_a_standby_down_at_start_is_no_error_and_used_once_up(
 
 def _sessions_on(url: str) -> int:
     """Client sessions on ``url``'s database other than this one."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return _count(
+        url,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+    )
 
 
 async def test_terminate_also_drops_the_standby_connections_and_stops_the_probes(
