@@ -16,7 +16,6 @@ from acgs_db.pooler import checked_schema
 from acgs_db.replicas import ReplicaRouter, Standby
 from acgs_db.settings import Settings
 from acgs_db.timeouts import milliseconds
-from acgs_db.tooling.devdb import database_url
 
 PooledConnection: TypeAlias = PoolConnectionProxy
 """A connection :class:`Pool` lends: asyncpg's proxy of a connection of its pool."""
@@ -161,6 +160,12 @@ async def _open_pool(
 ) -> Pool:
     settings = settings or Settings.from_env()
     if dsn is None:
+        dsn = settings.database_url
+    if not dsn:
+        # No URL anywhere: the embedded development cluster (started if needed). Imported here
+        # so that the library never loads the operator's tooling when a URL is given.
+        from acgs_db.tooling.devdb import database_url
+
         dsn = await asyncio.to_thread(database_url, settings)
     kwargs = pool_options(settings)
     server_settings = {**kwargs["server_settings"], **(options.get("server_settings") or {})}

@@ -63,6 +63,17 @@ def test_the_refresh_benchmark_keeps_the_view_exact(pg_server: Server) -> None:
     assert results["window_growth"] > 0
 
 
+def test_the_load_scenario_reports_the_loads_own_fold_and_leaves_no_backlog(
+    pg_server: Server,
+) -> None:
+    options = rollup.Options(load_rows=20_000, load_days=3, tenants=10, decisions=50, repeats=1)
+    results = rollup.run(pg_server.admin_url, options, scenarios=("load",))["load"]
+    assert results["load_folded_deltas"] > 0
+    assert results["backlog_after_first_refresh"]["delta_rows"] == 0
+    assert results["first_refresh_after_load_s"] > 0 and results["refresh_steady_s"] > 0
+    assert results["view_equals_seed_sql"] is True
+
+
 def test_the_ledger_benchmark_measures_every_figure_and_verifies(pg_server: Server) -> None:
     options = ledger.Options(
         rows=3000,

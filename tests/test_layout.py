@@ -49,11 +49,11 @@ def test_the_library_loads_neither_alembic_nor_sqlalchemy() -> None:
     assert heavy == [], f"importing the library loads {heavy}"
 
 
-def test_the_library_loads_no_tooling_but_the_development_cluster() -> None:
+def test_the_library_loads_no_tooling() -> None:
     loaded = _modules_after_import(LIBRARY)
     tooling = [m for m in loaded if m.startswith(("acgs_db.tooling", "acgs_db.bench"))]
-    # create_pool() without a URL starts the embedded cluster: its module, nothing else.
-    assert tooling == ["acgs_db.tooling", "acgs_db.tooling.devdb"]
+    # create_pool() with no URL anywhere imports the embedded cluster's module only then.
+    assert tooling == []
 
 
 def test_the_command_line_and_benchmarks_import() -> None:

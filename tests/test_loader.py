@@ -82,7 +82,7 @@ def test_every_row_is_written_and_reported_as_it_goes(
     assert sum(loaded.progress) == WORKLOAD.rows
     assert max(loaded.progress) == PROGRESS_EVERY
     assert loaded.result.rows_per_second > 0
-    assert loaded.phases == ["copy", "cache", "vacuum", "refresh"]
+    assert loaded.phases == ["copy", "cache", "fold", "vacuum", "refresh"]
 
 
 def test_rows_belong_to_the_loaders_tenants_and_decisions(
@@ -144,6 +144,16 @@ def test_statistics_and_the_visibility_map_are_ready_for_the_planner(
         )
         == WORKLOAD.tenants * WORKLOAD.decisions
     )
+
+
+def test_the_load_folds_its_own_rollup_deltas_so_no_backlog_is_left(
+    loaded: Loaded, conn: psycopg.Connection
+) -> None:
+    assert loaded.result.folded_deltas > 0 and loaded.result.fold_seconds > 0
+    assert _one(conn, "SELECT count(*) FROM validation_rollup_delta") == 0
+    assert _row(conn, "SELECT * FROM rollup_backlog()") == (0, 0, None)
+    # Every loaded row is counted once in the rollup's hourly totals.
+    assert _one(conn, "SELECT sum(total) FROM rollup_totals_hour") == WORKLOAD.rows
 
 
 # -- the cache and the view -----------------------------------------------------------------
@@ -247,6 +257,7 @@ def test_the_load_command_writes_in_one_transaction_and_reports_rows_per_second(
     assert (data["rows"], data["tenants"], data["decisions"]) == (3000, 3, 10)
     assert data["commit_every"] is None and data["vacuumed"] is False
     assert data["cache_entries"] == 30 and data["rows_per_second"] > 0
+    assert data["folded_deltas"] > 0 and "rollup delta rows in" in done.stdout
     with psycopg.connect(migrated_database, autocommit=True) as conn:
         assert _one(conn, "SELECT count(*) FROM constitutional_validations") == 3000
         # ANALYZE (without VACUUM) still gives the planner the parent's statistics.

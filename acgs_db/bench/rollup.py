@@ -273,8 +273,9 @@ async def scenario_old_data(url: str, options: Options) -> dict[str, Any]:
 
 
 async def scenario_load(url: str, options: Options) -> dict[str, Any]:
-    """``acgs-db load --rows N --days D``: the loader's own first refresh (right after the
-    load and its VACUUM ANALYZE) against a steady refresh once the backlog is drained."""
+    """``acgs-db load --rows N --days D``: the first refresh after the load (the loader's own,
+    after it folded the load's deltas and ran VACUUM ANALYZE) against a steady refresh; the
+    fold the load paid for is reported beside it."""
     from acgs_db.tooling.loader import load
 
     settings = Settings.from_env()
@@ -301,6 +302,8 @@ async def scenario_load(url: str, options: Options) -> dict[str, Any]:
         "rows": options.load_rows,
         "days": options.load_days,
         "load_copy_s": round(loaded.copy_seconds, 1),
+        "load_folded_deltas": loaded.folded_deltas,
+        "load_fold_s": round(loaded.fold_seconds, 1),
         "first_refresh_after_load_s": round(loaded.refresh_seconds, 3),
         "backlog_after_first_refresh": backlog,
         "backlog_drain": drained,

@@ -1,16 +1,20 @@
 """Bulk loading of realistic synthetic validations, for benchmarks and plan checks.
 
-:func:`load` streams :func:`acgs_db.tooling.synthetic.generate` through the repository's binary COPY
-(``bulk_insert``), committing every ``commit_every`` rows so that a long load is not one giant
-transaction and an interrupted one keeps what it committed. It then fills the decision cache
-with one fresh entry per tenant and decision (one set-based statement), runs
-``VACUUM (ANALYZE)`` (or a plain ``ANALYZE``) so that the planner sees the real data and
-index-only scans need no heap visit, and refreshes the 24-hour metrics view. Every id follows
-:mod:`acgs_db.tooling.synthetic`, so benchmark scripts can name existing tenants and decisions.
+:func:`load` streams :func:`acgs_db.tooling.synthetic.generate` through the repository's binary
+COPY (``bulk_insert``), committing every ``commit_every`` rows so that a long load is not one giant
+transaction and an interrupted one keeps what it committed. It then fills the decision cache with
+one fresh entry per tenant and decision (one set-based statement), folds the rollup deltas the load
+made (the older ones in the refresher's backlog slices, the window's by a refresh: the load pays
+for its own fold, so the next refresh, the dashboards', costs what a steady one costs, and no
+backlog is left to drain under a benchmark), runs ``VACUUM (ANALYZE)`` (or a plain ``ANALYZE``) so
+that the planner sees the real data and index-only scans need no heap visit, and refreshes the
+24-hour metrics view. Every id follows :mod:`acgs_db.tooling.synthetic`, so benchmark scripts can
+name existing tenants and decisions.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -55,6 +59,8 @@ class LoadResult:
     copy_seconds: float
     cache_entries: int
     cache_seconds: float
+    folded_deltas: int
+    fold_seconds: float
     analyze_seconds: float
     vacuumed: bool
     refresh_seconds: float
@@ -77,6 +83,8 @@ class LoadResult:
             "rows_per_second": round(self.rows_per_second, 1),
             "cache_entries": self.cache_entries,
             "cache_seconds": round(self.cache_seconds, 3),
+            "folded_deltas": self.folded_deltas,
+            "fold_seconds": round(self.fold_seconds, 3),
             "analyze_seconds": round(self.analyze_seconds, 3),
             "vacuumed": self.vacuumed,
             "refresh_seconds": round(self.refresh_seconds, 3),
@@ -178,6 +186,17 @@ async def load(
         await pool.execute(load_sql("bench/analyze_cache"), timeout=_NO_TIMEOUT)
         cache_seconds = time.perf_counter() - started
 
+    # Before VACUUM, so that it also clears the dead delta rows the fold leaves. The older
+    # deltas go in the refresher's slices (each its own short transaction, as between
+    # refreshes), the window's in a refresh: no step is one giant transaction.
+    phase("fold")
+    started = time.perf_counter()
+    refresher = MetricsRefresher(pool, settings=settings)
+    folded = int(await pool.fetchval(load_sql("bench/count_deltas")))
+    await refresher.drain_backlog(budget=math.inf)
+    await refresher.refresh_once()
+    fold_seconds = time.perf_counter() - started
+
     phase("vacuum" if vacuum else "analyze")
     started = time.perf_counter()
     statement = load_sql("bench/vacuum_analyze" if vacuum else "bench/analyze")
@@ -185,7 +204,7 @@ async def load(
     analyze_seconds = time.perf_counter() - started
 
     phase("refresh")
-    refreshed = await MetricsRefresher(pool, settings=settings).refresh_once()
+    refreshed = await refresher.refresh_once()
 
     return LoadResult(
         rows=rows,
@@ -196,6 +215,8 @@ async def load(
         copy_seconds=copy_seconds,
         cache_entries=entries,
         cache_seconds=cache_seconds,
+        folded_deltas=folded,
+        fold_seconds=fold_seconds,
         analyze_seconds=analyze_seconds,
         vacuumed=vacuum,
         refresh_seconds=refreshed.duration_s,

@@ -118,6 +118,11 @@ def load_command(
             f"cached {result.cache_entries:,} decisions in {result.cache_seconds:.1f} s",
             highlight=False,
         )
+    console.print(
+        f"folded the load's {result.folded_deltas:,} rollup delta rows in "
+        f"{result.fold_seconds:.1f} s",
+        highlight=False,
+    )
     step = "VACUUM (ANALYZE)" if vacuum else "ANALYZE"
     console.print(
         f"{step} in {result.analyze_seconds:.1f} s; 24-hour view refreshed in "
