@@ -34,6 +34,8 @@ import asyncpg
 from acgs_db.resources import load_sql
 
 if TYPE_CHECKING:
+    from prometheus_client import Counter
+
     from acgs_db.metrics import Metrics
     from acgs_db.pool import Pool
 
@@ -97,7 +99,7 @@ class ReplicaRouter:
         self._next = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._metrics: list[Metrics] = []
-        self._children: weakref.WeakKeyDictionary[Metrics, dict[str, Any]] = (
+        self._children: weakref.WeakKeyDictionary[Metrics, dict[str, Counter]] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -230,7 +232,7 @@ class ReplicaRouter:
             return await self.primary.fetch(query, *args)
         return await self.primary.fetchrow(query, *args)
 
-    def _counter(self, metrics: Metrics, target: str) -> Any:
+    def _counter(self, metrics: Metrics, target: str) -> Counter:
         """``metrics``' read counter of ``target``, its labelled child kept (labels() costs
         microseconds a routed read should not pay)."""
         children = self._children.get(metrics)
