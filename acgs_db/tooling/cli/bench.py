@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.progress import (
@@ -35,6 +35,8 @@ from acgs_db.tooling.devdb import DevCluster, StandbyCluster, database_url
 if TYPE_CHECKING:
     from acgs_db.tooling.loader import LoadResult
     from acgs_db.tooling.synthetic import Workload
+
+_T = TypeVar("_T")
 
 bench = typer.Typer(
     help="Benchmarks: pgbench with the project's scripts, and the seed's targets.",
@@ -330,6 +332,21 @@ def pgbench_command(
     _write_json(json_out, result)
 
 
+def _alternating(
+    label: str, duration: float, run: Callable[[Callable[[str, float], None]], _T]
+) -> _T:
+    """``run(on_tick)`` under a progress bar of ``duration`` seconds: alternating rounds tell
+    ``on_tick(round_label, elapsed)`` which side runs and for how long."""
+    progress = _elapsed_progress()
+    task = progress.add_task(label, total=duration)
+
+    def on_tick(side: str, elapsed: float) -> None:
+        progress.update(task, description=f"{label} {side}", completed=min(elapsed, duration))
+
+    with progress:
+        return run(on_tick)
+
+
 def _partition_baseline(
     url: str,
     options: Any,
@@ -342,21 +359,13 @@ def _partition_baseline(
     look-up and of the same query on the one partition holding the data, and the ratio."""
     from acgs_db.bench.partition_baseline import run_partition_baseline
 
-    progress = _elapsed_progress()
-    task = progress.add_task("pgbench history", total=options.duration)
-    with progress:
-        baseline = run_partition_baseline(
-            url,
-            options,
-            settings=settings,
-            tenants=tenants,
-            decisions=decisions,
-            on_tick=lambda label, elapsed: progress.update(
-                task,
-                description=f"pgbench history {label}",
-                completed=min(elapsed, options.duration),
-            ),
-        )
+    baseline = _alternating(
+        "pgbench history",
+        options.duration,
+        lambda on_tick: run_partition_baseline(
+            url, options, settings=settings, tenants=tenants, decisions=decisions, on_tick=on_tick
+        ),
+    )
     result = baseline.to_json()
     table = Table(
         title=(
@@ -400,21 +409,13 @@ def _pgbouncer_hop(
     three alternating rounds each."""
     from acgs_db.bench.pooler_hop import run_hop
 
-    progress = _elapsed_progress()
-    task = progress.add_task(f"pgbench {options.script.value}", total=options.duration)
-    with progress:
-        hop = run_hop(
-            url,
-            options,
-            settings=settings,
-            tenants=tenants,
-            decisions=decisions,
-            on_tick=lambda label, elapsed: progress.update(
-                task,
-                description=f"pgbench {options.script.value} {label}",
-                completed=min(elapsed, options.duration),
-            ),
-        )
+    hop = _alternating(
+        f"pgbench {options.script.value}",
+        options.duration,
+        lambda on_tick: run_hop(
+            url, options, settings=settings, tenants=tenants, decisions=decisions, on_tick=on_tick
+        ),
+    )
     result = hop.to_json()
     table = Table(
         title=(
