@@ -164,7 +164,8 @@ def _migrate(connection: Connection, external: bool) -> None:
         if not external:
             connection.commit()
     # Reflection names xid8 (the ledger's transaction ids) as the metadata does; this
-    # connection's dialect only, so that `alembic check` compares it instead of warning.
+    # engine's dialect only (the class's mapping is left alone), so that `alembic check` compares
+    # the column instead of warning.
     dialect = connection.dialect
     if isinstance(dialect, PGDialect):
         dialect.ischema_names = {**dialect.ischema_names, "xid8": tables.XID8}
