@@ -154,6 +154,11 @@ def test_the_load_folds_its_own_rollup_deltas_so_no_backlog_is_left(
     assert _row(conn, "SELECT * FROM rollup_backlog()") == (0, 0, None)
     # Every loaded row is counted once in the rollup's hourly totals.
     assert _one(conn, "SELECT sum(total) FROM rollup_totals_hour") == WORKLOAD.rows
+    # The load's VACUUM (ANALYZE) took in the emptied delta queue too: its dead rows are gone
+    # and its statistics say so (never vacuumed nor analyzed, reltuples would be -1).
+    assert (
+        _one(conn, "SELECT reltuples FROM pg_class WHERE relname = 'validation_rollup_delta'") == 0
+    )
 
 
 # -- the cache and the view -----------------------------------------------------------------

@@ -24,8 +24,8 @@ NOT_LOADED = {"schema"}
 
 DYNAMIC: dict[tuple[str, str], tuple[str, ...]] = {
     ("acgs_db/ledger.py", "query"): ("ledger/entries_by_xid", "ledger/entries_by_id"),
-    ("acgs_db/tooling/loader.py", "'bench/vacuum_analyze' if vacuum else 'bench/analyze'"): (
-        "bench/vacuum_analyze",
+    ("acgs_db/tooling/loader.py", "'bench/vacuum_analyze_load' if vacuum else 'bench/analyze'"): (
+        "bench/vacuum_analyze_load",
         "bench/analyze",
     ),
     ("acgs_db/bench/rollup.py", "setup"): (

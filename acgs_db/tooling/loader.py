@@ -186,7 +186,7 @@ async def load(
         await pool.execute(load_sql("bench/analyze_cache"), timeout=_NO_TIMEOUT)
         cache_seconds = time.perf_counter() - started
 
-    # Before VACUUM, so that it also clears the dead delta rows the fold leaves. The older
+    # Before VACUUM, which also clears the dead delta and rollup rows the fold leaves. The older
     # deltas go in the refresher's slices (each its own short transaction, as between
     # refreshes), the window's in a refresh: no step is one giant transaction.
     phase("fold")
@@ -199,7 +199,7 @@ async def load(
 
     phase("vacuum" if vacuum else "analyze")
     started = time.perf_counter()
-    statement = load_sql("bench/vacuum_analyze" if vacuum else "bench/analyze")
+    statement = load_sql("bench/vacuum_analyze_load" if vacuum else "bench/analyze")
     await pool.execute(statement, timeout=_NO_TIMEOUT)
     analyze_seconds = time.perf_counter() - started
 
