@@ -74,6 +74,11 @@ TABLES: Final[dict[str, Table]] = {
         "per-tenant day bins of processing times kept by the fold with the rollup and read "
         "with it by tenant_metrics_range(): co-located with both",
     ),
+    "rollup_bins_hour": Table(
+        Placement.DISTRIBUTED,
+        "per-tenant hour bins of processing times kept by the fold with the rollup and read "
+        "with it by tenant_metrics_24h(): co-located with both",
+    ),
     "tenant_logins": Table(
         Placement.REFERENCE,
         "the row-level security policies call acgs_session_tenant(), which reads this table; "

@@ -226,6 +226,20 @@ rollup_bins_day = Table(
 """Counts of timed rows per tenant, day and ``rollup_bin()`` of the time, kept by the fold
 (0011): where the ranged metrics find the bins holding their percentile ranks."""
 
+rollup_bins_hour = Table(
+    "rollup_bins_hour",
+    metadata,
+    Column("tenant_id", String(50), nullable=False),
+    Column("bucket", DateTime(timezone=True), nullable=False),
+    Column("bin", Integer, nullable=False),
+    Column("n", BigInteger, nullable=False),
+    PrimaryKeyConstraint(
+        "tenant_id", "bucket", "bin", name="rollup_bins_hour_pkey", postgresql_include=["n"]
+    ),
+)
+"""Counts of timed rows per tenant, hour bucket and ``rollup_hour_bin()`` of the time, kept by
+the fold (0015): where the 24-hour figures find the bins holding their percentile ranks."""
+
 ingest_batches = Table(
     "ingest_batches",
     metadata,

@@ -393,6 +393,53 @@ def test_generic_plan_uses_the_rollup_key_and_the_tenant_time_index(data: dict[s
         conn.execute("DEALLOCATE range_plan")
 
 
+def test_generic_plan_of_the_24_hour_figures_reads_hour_bins_then_four_bins_by_value(
+    migrated_database: str,
+) -> None:
+    """tenant_metrics_24h() v4 (migration 0015), over 40 tenants with a long tail of times in
+    their window, folded: the bins of the window by the bins' key, the values of the chosen bins
+    by validation_rollup_value; v3's per-value pass (the window's rollup rows by
+    validation_rollup_key) sits behind the completeness check."""
+    url = migrated_database
+    with psycopg.connect(url, autocommit=True, cursor_factory=psycopg.ClientCursor) as conn:
+        conn.execute(
+            """
+            INSERT INTO constitutional_validations
+                (tenant_id, decision_id, compliance_score, processing_time_ms, created_at)
+            SELECT 'p-' || mod(i, 40), 'd', 0.97, (exp(random() * 11))::int,
+                   now() - mod(i, 86000) * interval '1 second'
+            FROM generate_series(1, 60000) AS i
+            """
+        )
+        conn.execute("SELECT fold_validation_rollup()")
+        conn.execute("ANALYZE")
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        conn.execute(
+            sql.SQL("PREPARE realtime_plan AS {}").format(
+                sql.SQL(load_sql("queries/metrics_realtime"))
+            )
+        )
+        row = conn.execute("EXPLAIN (FORMAT JSON) EXECUTE realtime_plan ('p-7')").fetchone()
+        assert row is not None
+        nodes = list(_nodes(row[0][0]["Plan"]))
+        # Index (only) scans, or bitmap index scans under a bitmap heap scan.
+        indexes = {n["Index Name"] for n in nodes if "Index Name" in n}
+        assert indexes >= {
+            "rollup_bins_hour_pkey",
+            "validation_rollup_value",
+            "rollup_totals_hour_pkey",
+        }
+        scans = [
+            n["Relation Name"]
+            for n in nodes
+            if n["Node Type"] == "Seq Scan"
+            and n.get("Relation Name")
+            in {"validation_rollup", "rollup_bins_hour", "rollup_totals_hour"}
+        ]
+        assert scans == []
+        conn.execute("DEALLOCATE realtime_plan")
+
+
 # -- the command ------------------------------------------------------------------------------
 
 
@@ -443,7 +490,7 @@ def test_cli_metrics_over_a_range(data: dict[str, str]) -> None:
     assert empty.returncode == 0 and empty.stdout.startswith("no validations")
 
 
-# -- the structures the fold keeps (rollup_totals_hour, rollup_bins_day) ----------------------
+# -- the structures the fold keeps (rollup_totals_hour, rollup_bins_day, rollup_bins_hour) -----
 
 _TOTALS_FROM_ROLLUP = """
     SELECT tenant_id, bucket, sum(validations) AS total,
@@ -464,16 +511,25 @@ _BINS_FROM_ROLLUP = """
     GROUP BY 1, 2, 3 HAVING sum(validations) <> 0
 """
 _BINS = "SELECT tenant_id, day, bin, n::numeric FROM rollup_bins_day WHERE n <> 0"
+_HOUR_BINS_FROM_ROLLUP = """
+    SELECT tenant_id, bucket, rollup_hour_bin(processing_time_ms), sum(validations)
+    FROM validation_rollup WHERE processing_time_ms IS NOT NULL
+    GROUP BY 1, 2, 3 HAVING sum(validations) <> 0
+"""
+_HOUR_BINS = "SELECT tenant_id, bucket, bin, n::numeric FROM rollup_bins_hour WHERE n <> 0"
 
 
 def _structures_agree(conn: psycopg.Connection) -> bool:
-    """The totals and the day bins are exactly the rollup's, summed (both ways)."""
+    """The totals, the day bins and the hour bins are exactly the rollup's, summed (both
+    ways)."""
     counts = []
     for left, right in (
         (_TOTALS_FROM_ROLLUP, _TOTALS),
         (_TOTALS, _TOTALS_FROM_ROLLUP),
         (_BINS_FROM_ROLLUP, _BINS),
         (_BINS, _BINS_FROM_ROLLUP),
+        (_HOUR_BINS_FROM_ROLLUP, _HOUR_BINS),
+        (_HOUR_BINS, _HOUR_BINS_FROM_ROLLUP),
     ):
         query = sql.SQL("SELECT count(*) FROM (({}) EXCEPT ({})) AS d").format(
             sql.SQL(left), sql.SQL(right)
@@ -481,7 +537,7 @@ def _structures_agree(conn: psycopg.Connection) -> bool:
         row = conn.execute(query).fetchone()
         assert row is not None
         counts.append(row[0])
-    return counts == [0, 0, 0, 0]
+    return counts == [0, 0, 0, 0, 0, 0]
 
 
 def test_the_fold_keeps_totals_and_bins_equal_to_the_rollup(data: dict[str, str]) -> None:
@@ -496,8 +552,10 @@ def test_the_fold_keeps_totals_and_bins_equal_to_the_rollup(data: dict[str, str]
         )
         conn.execute("SELECT fold_validation_rollup()")
         assert _structures_agree(conn)
-        row = conn.execute("SELECT count(*) FROM rollup_bins_day").fetchone()
-        assert row is not None and row[0] > 0
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM rollup_bins_day), (SELECT count(*) FROM rollup_bins_hour)"
+        ).fetchone()
+        assert row is not None and row[0] > 0 and row[1] > 0
 
 
 def test_bin_bounds(data: dict[str, str]) -> None:

@@ -71,6 +71,8 @@ DOCUMENTED = {
     "0013_history_walk": {},
     # CREATE INDEX validation_rollup_delta_bucket, then its autovacuum reloptions.
     "0014_deferred_fold": {"validation_rollup_delta": "ShareLock"},
+    # SELECT ... FOR UPDATE of the fold's row of acgs_exclusive, held while the bins are filled.
+    "0015_hour_bins": {"acgs_exclusive*": "RowShareLock"},
 }
 
 LOCKS = text(

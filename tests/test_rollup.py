@@ -120,7 +120,8 @@ def _invariant_holds(conn: psycopg.Connection) -> bool:
     return row is not None and row[0] == 0
 
 
-# rollup_totals_hour and rollup_bins_day (migration 0011) are the rollup's sums, both ways.
+# rollup_totals_hour, rollup_bins_day (migration 0011) and rollup_bins_hour (0015) are the
+# rollup's sums, both ways.
 STRUCTURES_MINUS_ROLLUP = """
 WITH totals AS (
     SELECT tenant_id, bucket, total::numeric, timed::numeric, time_sum, score_sum,
@@ -139,11 +140,19 @@ WITH totals AS (
            rollup_bin(processing_time_ms), sum(validations)
     FROM validation_rollup WHERE processing_time_ms IS NOT NULL
     GROUP BY 1, 2, 3 HAVING sum(validations) <> 0
+), hour_bins AS (
+    SELECT tenant_id, bucket, bin, n::numeric FROM rollup_bins_hour WHERE n <> 0
+), hour_bins_of_rollup AS (
+    SELECT tenant_id, bucket, rollup_hour_bin(processing_time_ms), sum(validations)
+    FROM validation_rollup WHERE processing_time_ms IS NOT NULL
+    GROUP BY 1, 2, 3 HAVING sum(validations) <> 0
 )
 SELECT (SELECT count(*) FROM (TABLE totals EXCEPT TABLE totals_of_rollup) AS a)
      + (SELECT count(*) FROM (TABLE totals_of_rollup EXCEPT TABLE totals) AS b)
      + (SELECT count(*) FROM (TABLE bins EXCEPT TABLE bins_of_rollup) AS c)
      + (SELECT count(*) FROM (TABLE bins_of_rollup EXCEPT TABLE bins) AS d)
+     + (SELECT count(*) FROM (TABLE hour_bins EXCEPT TABLE hour_bins_of_rollup) AS e)
+     + (SELECT count(*) FROM (TABLE hour_bins_of_rollup EXCEPT TABLE hour_bins) AS f)
 """
 
 
@@ -320,6 +329,48 @@ def test_percentiles_match_to_the_last_digit_on_a_long_tail(rollup_db: str) -> N
             " WHERE tenant_id = 't-1'"
         ).fetchone()
         assert p99 is not None and p99[0] > 0
+
+
+def test_hour_bins_that_miss_counts_send_the_percentiles_to_the_per_value_pass(
+    rollup_db: str,
+) -> None:
+    """A fold of the old code running across migration 0015 leaves hours without their bins:
+    tenant_metrics_24h() sees that its bins do not count every timed row and stays exact."""
+    with psycopg.connect(rollup_db, autocommit=True) as conn:
+        _reset(conn)
+        conn.execute(
+            """
+            INSERT INTO constitutional_validations
+                (tenant_id, decision_id, compliance_score, processing_time_ms, created_at)
+            SELECT 't-' || mod(i, 2), 'd', 0.97, (exp(random() * 11))::int,
+                   now() - mod(i, 86000) * interval '1 second'
+            FROM generate_series(1, 6000) AS i
+            """
+        )
+        conn.execute("SELECT fold_validation_rollup()")
+        assert _structures_agree(conn)
+        complete = _hour_bins_complete(conn)
+        assert complete == {"t-0": True, "t-1": True}
+        conn.execute("DELETE FROM rollup_bins_hour WHERE tenant_id = 't-1' AND mod(bin, 3) = 0")
+        assert _hour_bins_complete(conn) == {"t-0": True, "t-1": False}
+        assert _view_equals_seed(conn) == (0, 0, 0, 0)
+
+
+def _hour_bins_complete(conn: psycopg.Connection) -> dict[str, bool]:
+    """Per tenant: do the hour bins of its window count exactly its timed rows there?"""
+    rows = conn.execute(
+        """
+        SELECT t.tenant_id,
+               (SELECT coalesce(sum(b.n), 0) FROM rollup_bins_hour b
+                 WHERE b.tenant_id = t.tenant_id
+                   AND b.bucket >= rollup_bucket(now() - interval '24 hours') + rollup_width())
+             = (SELECT coalesce(sum(h.timed), 0) FROM rollup_totals_hour h
+                 WHERE h.tenant_id = t.tenant_id
+                   AND h.bucket >= rollup_bucket(now() - interval '24 hours') + rollup_width())
+        FROM (SELECT DISTINCT tenant_id FROM validation_rollup) AS t
+        """
+    ).fetchall()
+    return {tenant: bool(complete) for tenant, complete in rows}
 
 
 def test_a_tenant_with_only_unknown_times_has_no_percentiles(rollup_db: str) -> None:

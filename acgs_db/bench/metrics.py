@@ -9,14 +9,14 @@ In a scratch database (:mod:`acgs_db.bench.scratch`):
   run, with the ratio, and both answers checked equal.
 * **24h**: a tenant with ``tenant_rows`` rows in its last 24 hours: the real-time statement
   (``sql/queries/metrics_realtime.sql``, ``tenant_metrics_24h()``) p50/p99 with the function of
-  migration 0011 (v3) and the one before it (v2) swapped in alternately, for the generator
-  of ``acgs-db bench refresh`` (log-normal times, median ~4 ms: a few hundred distinct values)
+  migration 0015 (v4, hour bins) and the one before it (v3) swapped in alternately, for the
+  generator of ``acgs-db bench refresh`` (log-normal times, median ~4 ms: a few hundred distinct
+  values)
   and for the long tail above (thousands of distinct values in the window).
-* **fold**: what keeping the hourly totals and day bins costs the fold: ``fold_rounds`` times,
-  ``fold_rows`` new rows (100 tenants, the last hour, in statements of 1,000 rows) folded by
-  the fold of migration 0011 (``rollup_fold_v3``) and, alternately, by the previous one
-  (``rollup_fold_v2``, swapped in for the measurement: the last step, as it leaves the totals
-  and bins behind).
+* **fold**: what keeping the hour bins costs the fold: ``fold_rounds`` times, ``fold_rows`` new
+  rows (100 tenants, the last hour, in statements of 1,000 rows) folded by the fold of
+  migration 0015 (``rollup_fold_v5``) and, alternately, by the previous one (``rollup_fold_v4``,
+  swapped in for the measurement: the last step, as it leaves the hour bins behind).
 """
 
 from __future__ import annotations
@@ -187,10 +187,10 @@ async def scenario(url: str, options: Options) -> dict[str, Any]:
 
 
 async def _realtime(pool: Pool, options: Options, tenants: dict[str, str]) -> dict[str, Any]:
-    """p50/p99 of the real-time 24-hour statement per tenant, with tenant_metrics_24h() v3
-    (migration 0011) and v2 (before it) swapped in alternately, two rounds each."""
+    """p50/p99 of the real-time 24-hour statement per tenant, with tenant_metrics_24h() v4
+    (migration 0015) and v3 (before it) swapped in alternately, two rounds each."""
     query = load_sql("queries/metrics_realtime")
-    versions = ("tenant_metrics_24h_v3", "tenant_metrics_24h_v2")
+    versions = ("tenant_metrics_24h_v4", "tenant_metrics_24h_v3")
     samples: dict[tuple[str, str], list[int]] = {(n, v): [] for n in tenants for v in versions}
     for _ in range(2):
         for version in versions:
@@ -201,7 +201,7 @@ async def _realtime(pool: Pool, options: Options, tenants: dict[str, str]) -> di
                     samples[(name, version)].append(
                         await _micros(lambda w=who: pool.fetchrow(query, w))
                     )
-    await pool.execute(load_sql("schema/tenant_metrics_24h_v3"))
+    await pool.execute(load_sql("schema/tenant_metrics_24h_v4"))
     out: dict[str, Any] = {}
     for name, who in tenants.items():
         figures: dict[str, Any] = {
@@ -221,7 +221,7 @@ async def _realtime(pool: Pool, options: Options, tenants: dict[str, str]) -> di
 async def _fold_cost(pool: Pool, options: Options) -> dict[str, Any]:
     """Seconds to fold ``fold_rows`` new rows with the current fold and with the previous one,
     alternately; the previous one stays in place afterwards (this is the last step)."""
-    times: dict[str, list[float]] = {"rollup_fold_v3": [], "rollup_fold_v2": []}
+    times: dict[str, list[float]] = {"rollup_fold_v5": [], "rollup_fold_v4": []}
     async with pool.acquire() as conn:
         for _ in range(options.fold_rounds):
             for version in times:
@@ -238,14 +238,14 @@ async def _fold_cost(pool: Pool, options: Options) -> dict[str, Any]:
                 started = time.perf_counter()
                 await conn.fetchval(load_sql("bench/fold"), timeout=_LONG)
                 times[version].append(time.perf_counter() - started)
-    v3, v2 = statistics.median(times["rollup_fold_v3"]), statistics.median(times["rollup_fold_v2"])
+    v5, v4 = statistics.median(times["rollup_fold_v5"]), statistics.median(times["rollup_fold_v4"])
     return {
         "rows_per_fold": options.fold_rows,
-        "fold_with_totals_and_bins_s": round(v3, 4),
-        "fold_before_s": round(v2, 4),
-        "ratio": round(v3 / v2, 2),
-        "rounds_v3_s": [round(x, 4) for x in times["rollup_fold_v3"]],
-        "rounds_v2_s": [round(x, 4) for x in times["rollup_fold_v2"]],
+        "fold_with_hour_bins_s": round(v5, 4),
+        "fold_before_s": round(v4, 4),
+        "ratio": round(v5 / v4, 2),
+        "rounds_v5_s": [round(x, 4) for x in times["rollup_fold_v5"]],
+        "rounds_v4_s": [round(x, 4) for x in times["rollup_fold_v4"]],
     }
 
 
