@@ -715,7 +715,7 @@ CREATE FUNCTION public.tenant_metrics_24h(p_tenant character varying) RETURNS TA
              c.before
             FROM (targets t_1
               JOIN cum_bins c ON ((((t_1.rank)::numeric >= c.before) AND ((t_1.rank)::numeric < c.upto))))
-         ), bin_values AS (
+         ), bin_values AS MATERIALIZED (
           SELECT tb.bin,
              x.v,
              sum(x.n) AS n
@@ -733,16 +733,18 @@ CREATE FUNCTION public.tenant_metrics_24h(p_tenant character varying) RETURNS TA
                    WHERE ((e.v >= public.rollup_hour_bin_lo(tb.bin)) AND (e.v < public.rollup_hour_bin_lo((tb.bin + 1))))) x)
            GROUP BY tb.bin, x.v
           HAVING (sum(x.n) <> (0)::numeric)
+         ), bin_upto AS MATERIALIZED (
+          SELECT bv.bin,
+             bv.v,
+             sum(bv.n) OVER (PARTITION BY bv.bin ORDER BY bv.v) AS upto
+            FROM bin_values bv
          ), picked AS (
           SELECT tb.k,
              tb.side,
              tb.at,
              ( SELECT min(c.v) AS min
-                    FROM ( SELECT bv.v,
-                             (tb.before + sum(bv.n) OVER (ORDER BY bv.v)) AS upto
-                            FROM bin_values bv
-                           WHERE (bv.bin = tb.bin)) c
-                   WHERE (c.upto > (tb.rank)::numeric)) AS v
+                    FROM bin_upto c
+                   WHERE ((c.bin = tb.bin) AND ((tb.before + c.upto) > (tb.rank)::numeric))) AS v
             FROM target_bins tb
          ), pct AS (
           SELECT lo.k,
@@ -1430,26 +1432,8 @@ CREATE FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since 
              GREATEST(span1.dhi0, span1.dlo) AS dhi
             FROM span1
          ), edge AS (
-          SELECT r.processing_time_ms AS v,
-             r.validations AS n,
-             r.score_sum,
-             r.below_95,
-             r.below_90
-            FROM public.validation_rollup r,
-             sp
-           WHERE (((r.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (r.bucket >= sp.wf) AND (r.bucket < LEAST(sp.dlo, sp.wt)))
-         UNION ALL
-          SELECT r.processing_time_ms,
-             r.validations,
-             r.score_sum,
-             r.below_95,
-             r.below_90
-            FROM public.validation_rollup r,
-             sp
-           WHERE (((r.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (r.bucket >= GREATEST(sp.dhi, sp.wf)) AND (r.bucket < sp.wt))
-         UNION ALL
-          SELECT d.processing_time_ms,
-             d.validations,
+          SELECT d.processing_time_ms AS v,
+             d.validations AS n,
              d.score_sum,
              d.below_95,
              d.below_90
@@ -1497,7 +1481,7 @@ CREATE FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since 
                      t_1.below_90
                     FROM public.rollup_totals_hour t_1,
                      sp
-                   WHERE (((t_1.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (t_1.bucket >= sp.dlo) AND (t_1.bucket < sp.dhi))
+                   WHERE (((t_1.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (t_1.bucket >= sp.wf) AND (t_1.bucket < sp.wt))
                  UNION ALL
                   SELECT e.n,
                          CASE
@@ -1527,36 +1511,128 @@ CREATE FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since 
              (ceil(ranks.at))::bigint AS ceil,
              'hi'::text
             FROM ranks
-         ), bins AS (
+         ), day_bins AS MATERIALIZED (
+          SELECT b.bin,
+             sum(b.n) AS n
+            FROM public.rollup_bins_day b,
+             sp
+           WHERE (((b.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (b.day >= sp.dlo) AND (b.day < sp.dhi))
+           GROUP BY b.bin
+         ), hour_bins AS MATERIALIZED (
+          SELECT h.bin,
+             h.n
+            FROM public.rollup_bins_hour h,
+             sp
+           WHERE (((h.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (h.bucket >= sp.wf) AND (h.bucket < LEAST(sp.dlo, sp.wt)))
+         UNION ALL
+          SELECT h.bin,
+             h.n
+            FROM public.rollup_bins_hour h,
+             sp
+           WHERE (((h.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (h.bucket >= GREATEST(sp.dhi, sp.wf)) AND (h.bucket < sp.wt))
+         ), hours_binned AS (
+          SELECT (COALESCE(( SELECT sum(h.n) AS sum
+                    FROM hour_bins h), (0)::numeric) = (COALESCE(( SELECT sum(t_1.timed) AS sum
+                    FROM public.rollup_totals_hour t_1,
+                     sp
+                   WHERE (((t_1.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (t_1.bucket >= sp.wf) AND (t_1.bucket < LEAST(sp.dlo, sp.wt)))), (0)::numeric) + COALESCE(( SELECT sum(t_1.timed) AS sum
+                    FROM public.rollup_totals_hour t_1,
+                     sp
+                   WHERE (((t_1.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (t_1.bucket >= GREATEST(sp.dhi, sp.wf)) AND (t_1.bucket < sp.wt))), (0)::numeric))) AS complete
+         ), coarse AS (
           SELECT u.bin,
              sum(u.n) AS n
-            FROM ( SELECT b.bin,
-                     b.n
-                    FROM public.rollup_bins_day b,
-                     sp
-                   WHERE (((b.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (b.day >= sp.dlo) AND (b.day < sp.dhi))
+            FROM ( SELECT (d.bin >> 3) AS bin,
+                     d.n
+                    FROM day_bins d
                  UNION ALL
-                  SELECT public.rollup_bin(e.v) AS rollup_bin,
+                  SELECT h.bin,
+                     h.n
+                    FROM hour_bins h,
+                     hours_binned c
+                   WHERE c.complete
+                 UNION ALL
+                  SELECT public.rollup_hour_bin(r.processing_time_ms) AS rollup_hour_bin,
+                     r.validations
+                    FROM public.validation_rollup r,
+                     sp,
+                     hours_binned c
+                   WHERE ((NOT c.complete) AND ((r.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (r.processing_time_ms IS NOT NULL) AND (r.bucket >= sp.wf) AND (r.bucket < LEAST(sp.dlo, sp.wt)))
+                 UNION ALL
+                  SELECT public.rollup_hour_bin(r.processing_time_ms) AS rollup_hour_bin,
+                     r.validations
+                    FROM public.validation_rollup r,
+                     sp,
+                     hours_binned c
+                   WHERE ((NOT c.complete) AND ((r.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (r.processing_time_ms IS NOT NULL) AND (r.bucket >= GREATEST(sp.dhi, sp.wf)) AND (r.bucket < sp.wt))
+                 UNION ALL
+                  SELECT public.rollup_hour_bin(e.v) AS rollup_hour_bin,
                      e.n
                     FROM edge_v e
                    WHERE (e.v IS NOT NULL)) u
            GROUP BY u.bin
           HAVING (sum(u.n) <> (0)::numeric)
-         ), cum_bins AS (
-          SELECT bins.bin,
-             (sum(bins.n) OVER (ORDER BY bins.bin) - bins.n) AS before,
-             sum(bins.n) OVER (ORDER BY bins.bin) AS upto
-            FROM bins
-         ), target_bins AS (
+         ), cum_coarse AS (
+          SELECT coarse.bin,
+             (sum(coarse.n) OVER (ORDER BY coarse.bin) - coarse.n) AS before,
+             sum(coarse.n) OVER (ORDER BY coarse.bin) AS upto
+            FROM coarse
+         ), target_coarse AS MATERIALIZED (
           SELECT t_1.k,
              t_1.side,
              t_1.at,
              t_1.rank,
-             c.bin,
+             c.bin AS coarse,
              c.before
             FROM (targets t_1
-              JOIN cum_bins c ON ((((t_1.rank)::numeric >= c.before) AND ((t_1.rank)::numeric < c.upto))))
-         ), bin_values AS (
+              JOIN cum_coarse c ON ((((t_1.rank)::numeric >= c.before) AND ((t_1.rank)::numeric < c.upto))))
+          LIMIT 4
+         ), fine AS (
+          SELECT tc.coarse,
+             x.bin,
+             sum(x.n) AS n
+            FROM (( SELECT DISTINCT target_coarse.coarse
+                    FROM target_coarse) tc
+              CROSS JOIN LATERAL ( SELECT d.bin,
+                     d.n
+                    FROM day_bins d
+                   WHERE ((d.bin >> 3) = tc.coarse)
+                 UNION ALL
+                  SELECT public.rollup_bin(r.processing_time_ms) AS rollup_bin,
+                     r.validations
+                    FROM public.validation_rollup r,
+                     sp
+                   WHERE (((r.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (r.processing_time_ms >= public.rollup_hour_bin_lo(tc.coarse)) AND (r.processing_time_ms < public.rollup_hour_bin_lo((tc.coarse + 1))) AND (r.bucket >= sp.wf) AND (r.bucket < LEAST(sp.dlo, sp.wt)))
+                 UNION ALL
+                  SELECT public.rollup_bin(r.processing_time_ms) AS rollup_bin,
+                     r.validations
+                    FROM public.validation_rollup r,
+                     sp
+                   WHERE (((r.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (r.processing_time_ms >= public.rollup_hour_bin_lo(tc.coarse)) AND (r.processing_time_ms < public.rollup_hour_bin_lo((tc.coarse + 1))) AND (r.bucket >= GREATEST(sp.dhi, sp.wf)) AND (r.bucket < sp.wt))
+                 UNION ALL
+                  SELECT public.rollup_bin(e.v) AS rollup_bin,
+                     e.n
+                    FROM edge_v e
+                   WHERE ((e.v >= public.rollup_hour_bin_lo(tc.coarse)) AND (e.v < public.rollup_hour_bin_lo((tc.coarse + 1))))) x)
+           GROUP BY tc.coarse, x.bin
+          HAVING (sum(x.n) <> (0)::numeric)
+         ), cum_fine AS (
+          SELECT fine.coarse,
+             fine.bin,
+             (sum(fine.n) OVER (PARTITION BY fine.coarse ORDER BY fine.bin) - fine.n) AS before_in,
+             sum(fine.n) OVER (PARTITION BY fine.coarse ORDER BY fine.bin) AS upto_in
+            FROM fine
+         ), target_bins AS MATERIALIZED (
+          SELECT tc.k,
+             tc.side,
+             tc.at,
+             tc.rank,
+             f.bin,
+             (tc.before + f.before_in) AS before
+            FROM (target_coarse tc
+              JOIN cum_fine f ON (((f.coarse = tc.coarse) AND ((tc.rank)::numeric >= (tc.before + f.before_in)) AND ((tc.rank)::numeric < (tc.before + f.upto_in)))))
+          LIMIT 4
+         ), bin_values AS MATERIALIZED (
           SELECT tb.bin,
              x.v,
              sum(x.n) AS n
@@ -1566,7 +1642,7 @@ CREATE FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since 
                      r.validations AS n
                     FROM public.validation_rollup r,
                      sp
-                   WHERE (((r.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (r.processing_time_ms >= public.rollup_bin_lo(tb.bin)) AND (r.processing_time_ms < public.rollup_bin_lo((tb.bin + 1))) AND (r.bucket >= sp.dlo) AND (r.bucket < sp.dhi))
+                   WHERE (((r.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (r.processing_time_ms >= public.rollup_bin_lo(tb.bin)) AND (r.processing_time_ms < public.rollup_bin_lo((tb.bin + 1))) AND (r.bucket >= sp.wf) AND (r.bucket < sp.wt))
                  UNION ALL
                   SELECT e.v,
                      e.n
@@ -1574,16 +1650,18 @@ CREATE FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since 
                    WHERE ((e.v >= public.rollup_bin_lo(tb.bin)) AND (e.v < public.rollup_bin_lo((tb.bin + 1))))) x)
            GROUP BY tb.bin, x.v
           HAVING (sum(x.n) <> (0)::numeric)
+         ), bin_upto AS MATERIALIZED (
+          SELECT bv.bin,
+             bv.v,
+             sum(bv.n) OVER (PARTITION BY bv.bin ORDER BY bv.v) AS upto
+            FROM bin_values bv
          ), picked AS (
           SELECT tb.k,
              tb.side,
              tb.at,
              ( SELECT min(c.v) AS min
-                    FROM ( SELECT bv.v,
-                             (tb.before + sum(bv.n) OVER (ORDER BY bv.v)) AS upto
-                            FROM bin_values bv
-                           WHERE (bv.bin = tb.bin)) c
-                   WHERE (c.upto > (tb.rank)::numeric)) AS v
+                    FROM bin_upto c
+                   WHERE ((c.bin = tb.bin) AND ((tb.before + c.upto) > (tb.rank)::numeric))) AS v
             FROM target_bins tb
          ), pct AS (
           SELECT lo.k,

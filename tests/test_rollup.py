@@ -335,7 +335,8 @@ def test_hour_bins_that_miss_counts_send_the_percentiles_to_the_per_value_pass(
     rollup_db: str,
 ) -> None:
     """A fold of the old code running across migration 0015 leaves hours without their bins:
-    tenant_metrics_24h() sees that its bins do not count every timed row and stays exact."""
+    tenant_metrics_24h() and tenant_metrics_range() see that the bins do not count every timed
+    row and stay exact."""
     with psycopg.connect(rollup_db, autocommit=True) as conn:
         _reset(conn)
         conn.execute(
@@ -354,6 +355,7 @@ def test_hour_bins_that_miss_counts_send_the_percentiles_to_the_per_value_pass(
         conn.execute("DELETE FROM rollup_bins_hour WHERE tenant_id = 't-1' AND mod(bin, 3) = 0")
         assert _hour_bins_complete(conn) == {"t-0": True, "t-1": False}
         assert _view_equals_seed(conn) == (0, 0, 0, 0)
+        assert _ranges_equal_seed(conn) == (0,) * 6
 
 
 def _hour_bins_complete(conn: psycopg.Connection) -> dict[str, bool]:

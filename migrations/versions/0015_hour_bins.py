@@ -1,4 +1,4 @@
-"""Real-time 24-hour percentiles from hour bins: the pass follows four bins, not every time.
+"""24-hour and ranged percentiles from hour bins: the pass follows a few bins, not every time.
 
 Revision ID: 0015_hour_bins
 Revises: 0014_deferred_fold
@@ -15,11 +15,18 @@ bins holding the four ranks there and reads only those bins value by value (inde
 (sql/schema/rollup_fold_v5.sql), keeps the new table in the same statement as the others;
 ``rollup_drop_retired()`` drops its retired hours.
 
+``tenant_metrics_range()`` becomes v2 (sql/schema/tenant_metrics_range_v2.sql): the whole hours
+outside whole days were read value by value (20 of 27 ms for a tenant with 1,000,000 rows and a
+long tail over 30 days); v2 counts them from the hour bins and places each rank in three steps
+(coarse bin, bin, value). Both functions compute the chosen bins' running counts once, not once
+per rank.
+
 The table is filled from ``validation_rollup`` while this migration holds the fold's lock (the
 row 'fold' of ``acgs_exclusive``): no fold runs in between. A fold of the old code that was
 already waiting for that lock runs the old code once the migration commits and leaves its hours
-without bins; v4 checks that the bins count exactly the timed rows of its window and otherwise
-takes v3's per-value pass, so the figures stay exact (tests/test_rollup.py).
+without bins; v4 (and the ranged v2 above) check that the bins count exactly the timed rows of
+the hours they cover and otherwise read those hours value by value, as before, so the figures
+stay exact (tests/test_rollup.py).
 
 Lock levels: ROW SHARE on ``acgs_exclusive`` and its fold row locked FOR UPDATE (folds wait;
 writers append deltas, readers read). Creating the table and replacing functions lock nothing
@@ -74,6 +81,7 @@ def upgrade() -> None:
     )
     op.execute(load_sql("schema/rollup_fold_v5"))
     op.execute(load_sql("schema/tenant_metrics_24h_v4"))
+    op.execute(load_sql("schema/tenant_metrics_range_v2"))
     op.execute(f"REVOKE ALL ON FUNCTION {_BINS} FROM PUBLIC")
     op.execute(f"GRANT EXECUTE ON FUNCTION {_BINS} TO {w}, {r}")
     op.execute(f"GRANT SELECT ON rollup_bins_hour TO {w}, {r}")
@@ -81,6 +89,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute(load_sql("schema/tenant_metrics_range_v1"))
     op.execute(load_sql("schema/tenant_metrics_24h_v3"))
     op.execute(load_sql("schema/rollup_fold_v4"))
     op.execute(f"DROP FUNCTION {_BINS}")

@@ -106,7 +106,7 @@ WITH span AS (
     SELECT t.k, t.side, t.at, t.rank, c.bin, c.before
     FROM targets t
     JOIN cum_bins c ON t.rank >= c.before AND t.rank < c.upto
-), bin_values AS (
+), bin_values AS MATERIALIZED (
     SELECT tb.bin, x.v, sum(x.n) AS n
     FROM (SELECT DISTINCT bin FROM target_bins) AS tb
     CROSS JOIN LATERAL (
@@ -123,13 +123,14 @@ WITH span AS (
     ) AS x
     GROUP BY tb.bin, x.v
     HAVING sum(x.n) <> 0
+), bin_upto AS MATERIALIZED (
+    -- Computed once (not once per rank): the running count of each chosen bin's values.
+    SELECT bv.bin, bv.v, sum(bv.n) OVER (PARTITION BY bv.bin ORDER BY bv.v) AS upto
+    FROM bin_values bv
 ), picked AS (
     SELECT tb.k, tb.side, tb.at,
-           (SELECT min(c.v)
-              FROM (SELECT bv.v, tb.before + sum(bv.n) OVER (ORDER BY bv.v) AS upto
-                      FROM bin_values bv
-                     WHERE bv.bin = tb.bin) AS c
-             WHERE c.upto > tb.rank) AS v
+           (SELECT min(c.v) FROM bin_upto c
+             WHERE c.bin = tb.bin AND tb.before + c.upto > tb.rank) AS v
     FROM target_bins tb
 ), pct AS (
     SELECT lo.k, lo.at, lo.v AS lo, hi.v AS hi
