@@ -290,6 +290,14 @@ TENANT_FUNCTIONS: Final[dict[str, str]] = {
         "distributed partitions' (Citus keeps them), rewritten by the same maintenance"
     ),
     "acgs_history_scoped": "acgs_history() for tenant logins: the same statements",
+    "tenant_metrics_24h_planned": (
+        "runs tenant_metrics_24h(p_tenant) (migration 0015), inlined: every table it reads is "
+        "filtered by tenant_id = p_tenant (tests/test_scale_out.py checks its plan)"
+    ),
+    "tenant_metrics_range_planned": (
+        "runs tenant_metrics_range(p_tenant, ...) (migration 0015), inlined: every table it "
+        "reads is filtered by tenant_id = p_tenant"
+    ),
 }
 """Functions of the store that read distributed tables with ``tenant_id =`` a parameter in
 every statement: a statement calling one stays a TENANT statement."""

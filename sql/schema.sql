@@ -1386,6 +1386,18 @@ $$;
 
 ALTER FUNCTION public.rollup_fold_range(p_from timestamp with time zone, p_until timestamp with time zone) OWNER TO acgs_owner;
 
+CREATE FUNCTION public.tenant_metrics_24h_planned(p_tenant character varying) RETURNS TABLE(tenant_id character varying, constitutional_hash character varying, avg_compliance_score numeric, total_validations bigint, failed_validations bigint, avg_processing_time_ms numeric, p95_processing_time_ms double precision, p99_processing_time_ms double precision, constitutional_violations bigint, last_updated timestamp with time zone)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'public', 'pg_temp'
+    SET plan_cache_mode TO 'force_generic_plan'
+    AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM tenant_metrics_24h(p_tenant);
+END
+$$;
+
+ALTER FUNCTION public.tenant_metrics_24h_planned(p_tenant character varying) OWNER TO acgs_owner;
+
 CREATE TABLE public.rollup_bins_day (
     tenant_id character varying(50) NOT NULL,
     day timestamp with time zone NOT NULL,
@@ -1691,6 +1703,18 @@ CREATE FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since 
 END;
 
 ALTER FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since timestamp with time zone, p_until timestamp with time zone) OWNER TO acgs_owner;
+
+CREATE FUNCTION public.tenant_metrics_range_planned(p_tenant character varying, p_since timestamp with time zone, p_until timestamp with time zone) RETURNS TABLE(tenant_id character varying, constitutional_hash character varying, avg_compliance_score numeric, total_validations bigint, failed_validations bigint, avg_processing_time_ms numeric, p95_processing_time_ms double precision, p99_processing_time_ms double precision, constitutional_violations bigint, last_updated timestamp with time zone)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'public', 'pg_temp'
+    SET plan_cache_mode TO 'force_generic_plan'
+    AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM tenant_metrics_range(p_tenant, p_since, p_until);
+END
+$$;
+
+ALTER FUNCTION public.tenant_metrics_range_planned(p_tenant character varying, p_since timestamp with time zone, p_until timestamp with time zone) OWNER TO acgs_owner;
 
 CREATE FUNCTION public.validation_rollup_capture() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
@@ -2127,12 +2151,20 @@ GRANT ALL ON FUNCTION public.rollup_fold_lag() TO acgs_reader;
 
 REVOKE ALL ON FUNCTION public.rollup_fold_range(p_from timestamp with time zone, p_until timestamp with time zone) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION public.tenant_metrics_24h_planned(p_tenant character varying) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.tenant_metrics_24h_planned(p_tenant character varying) TO acgs_writer;
+GRANT ALL ON FUNCTION public.tenant_metrics_24h_planned(p_tenant character varying) TO acgs_reader;
+
 GRANT SELECT ON TABLE public.rollup_bins_day TO acgs_writer;
 GRANT SELECT ON TABLE public.rollup_bins_day TO acgs_reader;
 
 REVOKE ALL ON FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since timestamp with time zone, p_until timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since timestamp with time zone, p_until timestamp with time zone) TO acgs_writer;
 GRANT ALL ON FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since timestamp with time zone, p_until timestamp with time zone) TO acgs_reader;
+
+REVOKE ALL ON FUNCTION public.tenant_metrics_range_planned(p_tenant character varying, p_since timestamp with time zone, p_until timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.tenant_metrics_range_planned(p_tenant character varying, p_since timestamp with time zone, p_until timestamp with time zone) TO acgs_writer;
+GRANT ALL ON FUNCTION public.tenant_metrics_range_planned(p_tenant character varying, p_since timestamp with time zone, p_until timestamp with time zone) TO acgs_reader;
 
 REVOKE ALL ON FUNCTION public.validation_rollup_capture() FROM PUBLIC;
 

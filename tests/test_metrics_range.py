@@ -321,6 +321,15 @@ def test_privileges_of_the_new_functions(data: dict[str, str]) -> None:
         (SETTINGS.tenant_role, "current_tenant_metrics_range(timestamptz, timestamptz)"): True,
         (SETTINGS.reader_role, "tenant_metrics_range(varchar, timestamptz, timestamptz)"): True,
         (SETTINGS.writer_role, "tenant_metrics_range(varchar, timestamptz, timestamptz)"): True,
+        # The session-planned wrappers (migration 0015): as the functions they call.
+        ("public", "tenant_metrics_range_planned(varchar, timestamptz, timestamptz)"): False,
+        ("public", "tenant_metrics_24h_planned(varchar)"): False,
+        (SETTINGS.tenant_role, "tenant_metrics_24h_planned(varchar)"): False,
+        (SETTINGS.reader_role, "tenant_metrics_24h_planned(varchar)"): True,
+        (
+            SETTINGS.writer_role,
+            "tenant_metrics_range_planned(varchar, timestamptz, timestamptz)",
+        ): True,
     }
     with psycopg.connect(data["url"]) as conn:
         got = {}
@@ -336,6 +345,13 @@ def test_privileges_of_the_new_functions(data: dict[str, str]) -> None:
         ).fetchone()
         assert row is not None and row[0] is True and row[2] == SETTINGS.owner_role
         assert any(c.startswith("search_path=") for c in row[1])
+        for wrapper in ("tenant_metrics_24h_planned", "tenant_metrics_range_planned"):
+            row = conn.execute(
+                "SELECT p.prosecdef, p.proconfig FROM pg_proc p WHERE p.proname = %s", (wrapper,)
+            ).fetchone()
+            assert row is not None and row[0] is False
+            assert "plan_cache_mode=force_generic_plan" in row[1]
+            assert any(c.startswith("search_path=") for c in row[1])
 
 
 # -- plans ------------------------------------------------------------------------------------
@@ -351,8 +367,10 @@ def test_generic_plan_uses_the_rollup_key_and_the_tenant_time_index(data: dict[s
     with psycopg.connect(data["url"], autocommit=True, cursor_factory=psycopg.ClientCursor) as conn:
         conn.execute("ANALYZE")
         conn.execute("SET plan_cache_mode = force_generic_plan")
+        # What tenant_metrics_range_planned() (sql/queries/metrics_range.sql) runs.
         conn.execute(
-            sql.SQL("PREPARE range_plan AS {}").format(sql.SQL(load_sql("queries/metrics_range")))
+            "PREPARE range_plan (varchar, timestamptz, timestamptz) AS"
+            " SELECT * FROM tenant_metrics_range($1, $2, $3)"
         )
         row = conn.execute(
             "EXPLAIN (FORMAT JSON) EXECUTE range_plan (%s, %s, %s)",
@@ -414,11 +432,8 @@ def test_generic_plan_of_the_24_hour_figures_reads_hour_bins_then_four_bins_by_v
         conn.execute("SELECT fold_validation_rollup()")
         conn.execute("ANALYZE")
         conn.execute("SET plan_cache_mode = force_generic_plan")
-        conn.execute(
-            sql.SQL("PREPARE realtime_plan AS {}").format(
-                sql.SQL(load_sql("queries/metrics_realtime"))
-            )
-        )
+        # What tenant_metrics_24h_planned() (sql/queries/metrics_realtime.sql) runs.
+        conn.execute("PREPARE realtime_plan (varchar) AS SELECT * FROM tenant_metrics_24h($1)")
         row = conn.execute("EXPLAIN (FORMAT JSON) EXECUTE realtime_plan ('p-7')").fetchone()
         assert row is not None
         nodes = list(_nodes(row[0][0]["Plan"]))

@@ -151,10 +151,11 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _nodes(child)
 
 
-def generic_plan(conn: Conn, name: str) -> dict[str, Any]:
-    """``EXPLAIN (VERBOSE)`` of the statement's generic plan (what a prepared statement runs)."""
+def generic_plan(conn: Conn, name: str, text: str | None = None) -> dict[str, Any]:
+    """``EXPLAIN (VERBOSE)`` of the statement's generic plan (what a prepared statement runs):
+    ``sql/queries/<name>.sql``, or ``text``."""
     prepared = f"scale_out_{name}"
-    conn.execute(f"PREPARE {prepared} AS {load_sql(f'queries/{name}')}")
+    conn.execute(f"PREPARE {prepared} AS {text or load_sql(f'queries/{name}')}")
     try:
         with conn.transaction():
             conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
@@ -193,10 +194,10 @@ def _insert_tenant_is_parameter(text: str) -> bool:
     return re.fullmatch(r"\$\d+", pairs.get(DISTRIBUTION_COLUMN, "")) is not None
 
 
-def touches(conn: Conn, name: str) -> list[tuple[str, bool]]:
+def touches(conn: Conn, name: str, statement: str | None = None) -> list[tuple[str, bool]]:
     """Each access of the statement to a distributed table: (what, filtered on the tenant)."""
-    text = re.sub(r"--[^\n]*", "", load_sql(f"queries/{name}"))
-    plan = generic_plan(conn, name)
+    text = re.sub(r"--[^\n]*", "", statement or load_sql(f"queries/{name}"))
+    plan = generic_plan(conn, name, statement)
     parents = _parents(conn)
     found: list[tuple[str, bool]] = []
     for node in _nodes(plan):
@@ -357,6 +358,25 @@ def test_every_statement_is_classified() -> None:
 def test_tenant_statements_reach_one_tenant_only(planner: Conn, name: str) -> None:
     found = touches(planner, name)
     assert found, f"{name} touches no distributed table: classify it otherwise"
+    unrouted = [what for what, routed in found if not routed]
+    assert unrouted == [], f"{name} is not filtered on tenant_id = $n: {unrouted}"
+
+
+# The one statement each session-planned wrapper (migration 0015) runs.
+WRAPPED = {
+    "tenant_metrics_24h_planned": "SELECT * FROM tenant_metrics_24h($1)",
+    "tenant_metrics_range_planned": "SELECT * FROM tenant_metrics_range($1, $2, $3)",
+}
+
+
+@pytest.mark.parametrize("name", sorted(WRAPPED))
+def test_what_the_planned_wrappers_run_reaches_one_tenant_only(planner: Conn, name: str) -> None:
+    assert name in TENANT_FUNCTIONS
+    body = planner.execute("SELECT prosrc FROM pg_proc WHERE proname = %s", (name,)).fetchone()
+    assert body is not None
+    assert WRAPPED[name].replace("$1", "p_tenant").split("(")[0] in body[0]
+    found = touches(planner, name, WRAPPED[name])
+    assert len(found) >= 5
     unrouted = [what for what, routed in found if not routed]
     assert unrouted == [], f"{name} is not filtered on tenant_id = $n: {unrouted}"
 

@@ -21,6 +21,11 @@ long tail over 30 days); v2 counts them from the hour bins and places each rank 
 (coarse bin, bin, value). Both functions compute the chosen bins' running counts once, not once
 per rank.
 
+The repository's two statements (sql/queries/metrics_realtime.sql, metrics_range.sql) call them
+through ``tenant_metrics_24h_planned()`` and ``tenant_metrics_range_planned()``
+(sql/schema/metrics_planned_v1.sql): PL/pgSQL wrappers that keep one generic plan per session,
+since planning v4 took longer than running it and prepared statements kept custom plans.
+
 The table is filled from ``validation_rollup`` while this migration holds the fold's lock (the
 row 'fold' of ``acgs_exclusive``): no fold runs in between. A fold of the old code that was
 already waiting for that lock runs the old code once the migration commits and leaves its hours
@@ -48,6 +53,10 @@ depends_on = None
 # Statements here hold no "%": Alembic's offline (--sql) rendering would double it.
 
 _BINS = "rollup_hour_bin(integer), rollup_hour_bin_lo(integer)"
+_PLANNED = (
+    "tenant_metrics_24h_planned(varchar),"
+    " tenant_metrics_range_planned(varchar, timestamptz, timestamptz)"
+)
 
 
 def _q(name: str) -> str:
@@ -82,13 +91,15 @@ def upgrade() -> None:
     op.execute(load_sql("schema/rollup_fold_v5"))
     op.execute(load_sql("schema/tenant_metrics_24h_v4"))
     op.execute(load_sql("schema/tenant_metrics_range_v2"))
-    op.execute(f"REVOKE ALL ON FUNCTION {_BINS} FROM PUBLIC")
-    op.execute(f"GRANT EXECUTE ON FUNCTION {_BINS} TO {w}, {r}")
+    op.execute(load_sql("schema/metrics_planned_v1"))
+    op.execute(f"REVOKE ALL ON FUNCTION {_BINS}, {_PLANNED} FROM PUBLIC")
+    op.execute(f"GRANT EXECUTE ON FUNCTION {_BINS}, {_PLANNED} TO {w}, {r}")
     op.execute(f"GRANT SELECT ON rollup_bins_hour TO {w}, {r}")
     _own_store()
 
 
 def downgrade() -> None:
+    op.execute(f"DROP FUNCTION {_PLANNED}")
     op.execute(load_sql("schema/tenant_metrics_range_v1"))
     op.execute(load_sql("schema/tenant_metrics_24h_v3"))
     op.execute(load_sql("schema/rollup_fold_v4"))
