@@ -362,10 +362,17 @@ def test_tenant_statements_reach_one_tenant_only(planner: Conn, name: str) -> No
     assert unrouted == [], f"{name} is not filtered on tenant_id = $n: {unrouted}"
 
 
-# The one statement each session-planned wrapper (migration 0015) runs.
+# The one statement each session-planned wrapper (migration 0015) runs, as its body has it and
+# with its arguments as parameters.
 WRAPPED = {
-    "tenant_metrics_24h_planned": "SELECT * FROM tenant_metrics_24h($1)",
-    "tenant_metrics_range_planned": "SELECT * FROM tenant_metrics_range($1, $2, $3)",
+    "tenant_metrics_24h_planned": (
+        "RETURN QUERY SELECT * FROM tenant_metrics_24h(p_tenant);",
+        "SELECT * FROM tenant_metrics_24h($1)",
+    ),
+    "tenant_metrics_range_planned": (
+        "RETURN QUERY SELECT * FROM tenant_metrics_range(p_tenant, p_since, p_until);",
+        "SELECT * FROM tenant_metrics_range($1, $2, $3)",
+    ),
 }
 
 
@@ -374,8 +381,13 @@ def test_what_the_planned_wrappers_run_reaches_one_tenant_only(planner: Conn, na
     assert name in TENANT_FUNCTIONS
     body = planner.execute("SELECT prosrc FROM pg_proc WHERE proname = %s", (name,)).fetchone()
     assert body is not None
-    assert WRAPPED[name].replace("$1", "p_tenant").split("(")[0] in body[0]
-    found = touches(planner, name, WRAPPED[name])
+    in_body, statement = WRAPPED[name]
+    assert [line.strip() for line in body[0].splitlines() if line.strip()] == [
+        "BEGIN",
+        in_body,
+        "END",
+    ]
+    found = touches(planner, name, statement)
     assert len(found) >= 5
     unrouted = [what for what, routed in found if not routed]
     assert unrouted == [], f"{name} is not filtered on tenant_id = $n: {unrouted}"
