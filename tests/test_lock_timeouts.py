@@ -154,6 +154,44 @@ def test_a_migration_behind_a_long_reader_never_queues_the_table_and_succeeds_af
     assert retries and all(m.startswith("migration 0005_roles (upgrade) waited") for m in retries)
 
 
+def test_migration_0015_behind_a_long_fold_waits_under_the_lock_timeout_then_bins_it_too(
+    fresh_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0015 fills the hour bins under the fold's row lock: behind a fold left open it retries
+    (writers and readers go on meanwhile), and once that fold commits its rows are binned."""
+    url = fresh_database
+    schema.upgrade(url, "0014_deferred_fold")
+    monkeypatch.setenv("ACGS_LOCK_TIMEOUT", str(LOCK_TIMEOUT))
+    monkeypatch.setenv("ACGS_LOCK_RETRIES", "30")
+    with psycopg.connect(url, application_name="long-fold") as fold:
+        fold.execute(INSERT)
+        fold.execute(
+            "INSERT INTO constitutional_validations"
+            " (tenant_id, decision_id, compliance_score, processing_time_ms)"
+            " SELECT 'folded', 'd', 0.97, g FROM generate_series(1, 500) AS g"
+        )
+        assert fold.execute("SELECT fold_validation_rollup()").fetchone() == (501,)
+        migration = _Background(lambda: schema.upgrade(_with_app(url, "migrating"), "head"))
+        for _ in range(3):
+            _wait_until(_waits_for_a_lock(url, "migrating"))
+            _third_session_is_not_queued(url)
+        assert _version(url) == "0014_deferred_fold"
+        fold.commit()
+    migration.result()
+
+    assert _version(url) == schema.head_revision()
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT (SELECT sum(n) FROM rollup_bins_hour WHERE tenant_id = 'folded'),"
+            " (SELECT count(*) FROM ((SELECT tenant_id, bucket, bin, n::numeric"
+            "   FROM rollup_bins_hour)"
+            "  EXCEPT (SELECT tenant_id, bucket, rollup_hour_bin(processing_time_ms),"
+            "   sum(validations) FROM validation_rollup WHERE processing_time_ms IS NOT NULL"
+            "   GROUP BY 1, 2, 3)) AS d)"
+        ).fetchone()
+    assert row == (500, 0)
+
+
 def test_a_migration_that_keeps_timing_out_names_the_reader_and_keeps_what_went_before(
     fresh_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
