@@ -74,6 +74,11 @@ TABLES: Final[dict[str, Table]] = {
         "per-tenant day bins of processing times kept by the fold with the rollup and read "
         "with it by tenant_metrics_range(): co-located with both",
     ),
+    "rollup_bins_day_coarse": Table(
+        Placement.DISTRIBUTED,
+        "per-tenant coarse day bins of processing times kept by the fold with the rollup and "
+        "read with it by tenant_metrics_range(): co-located with both",
+    ),
     "rollup_bins_hour": Table(
         Placement.DISTRIBUTED,
         "per-tenant hour bins of processing times kept by the fold with the rollup and read "

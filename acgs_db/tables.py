@@ -226,6 +226,28 @@ rollup_bins_day = Table(
 """Counts of timed rows per tenant, day and ``rollup_bin()`` of the time, kept by the fold
 (0011): where the ranged metrics find the bins holding their percentile ranks."""
 
+Index(
+    "rollup_bins_day_by_bin",
+    rollup_bins_day.c.tenant_id,
+    rollup_bins_day.c.bin,
+    rollup_bins_day.c.day,
+    postgresql_include=["n"],
+)
+
+rollup_bins_day_coarse = Table(
+    "rollup_bins_day_coarse",
+    metadata,
+    Column("tenant_id", String(50), nullable=False),
+    Column("day", DateTime(timezone=True), nullable=False),
+    Column("bin", Integer, nullable=False),
+    Column("n", BigInteger, nullable=False),
+    PrimaryKeyConstraint(
+        "tenant_id", "day", "bin", name="rollup_bins_day_coarse_pkey", postgresql_include=["n"]
+    ),
+)
+"""Counts of timed rows per tenant, day and ``rollup_hour_bin()`` of the time (eight day bins
+in one), kept by the fold (0016): where the ranged metrics place their percentile ranks first."""
+
 rollup_bins_hour = Table(
     "rollup_bins_hour",
     metadata,

@@ -250,7 +250,8 @@ def empty_store(conn: psycopg.Connection) -> None:
         conn.execute("SET LOCAL session_replication_role = replica")
         conn.execute(
             "TRUNCATE constitutional_validations, validation_rollup, validation_rollup_delta,"
-            " rollup_totals_hour, rollup_bins_day, rollup_bins_hour, ledger_entries, ledger_blocks"
+            " rollup_totals_hour, rollup_bins_day, rollup_bins_day_coarse, rollup_bins_hour,"
+            " ledger_entries, ledger_blocks"
         )
 
 

@@ -390,6 +390,17 @@ def test_generic_plan_uses_the_rollup_key_and_the_tenant_time_index(data: dict[s
                 parents.add(found[0] if found else index)
         assert ("validation_rollup", "validation_rollup_key") in indexes
         assert parents == {"idx_constitutional_validations_tenant_hash_time"}
+        # v3 (migration 0016): the ranks are placed in the coarse day bins, then the day bins
+        # of the chosen coarse bins are read bin by bin.
+        assert ("rollup_bins_day_coarse", "rollup_bins_day_coarse_pkey") in indexes
+        assert ("rollup_bins_day", "rollup_bins_day_by_bin") in indexes
+        by_bin = [n for n in nodes if n.get("Index Name") == "rollup_bins_day_by_bin"]
+        assert all(
+            "(bin = ((target_coarse.coarse << 3)" in n.get("Index Cond", "")
+            and "(day >= " in n.get("Index Cond", "")
+            and "(day < " in n.get("Index Cond", "")
+            for n in by_bin
+        ), [n.get("Index Cond") for n in by_bin]
         with_rows = {
             r[0]
             for r in conn.execute(
@@ -405,7 +416,8 @@ def test_generic_plan_uses_the_rollup_key_and_the_tenant_time_index(data: dict[s
             (n["Relation Name"])
             for n in nodes
             if n["Node Type"] == "Seq Scan"
-            and n.get("Relation Name") in with_rows | {"validation_rollup"}
+            and n.get("Relation Name")
+            in with_rows | {"validation_rollup", "rollup_bins_day", "rollup_bins_day_coarse"}
         ]
         assert scans == []
         conn.execute("DEALLOCATE range_plan")

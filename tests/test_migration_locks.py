@@ -73,6 +73,8 @@ DOCUMENTED = {
     "0014_deferred_fold": {"validation_rollup_delta": "ShareLock"},
     # SELECT ... FOR UPDATE of the fold's row of acgs_exclusive, held while the bins are filled.
     "0015_hour_bins": {"acgs_exclusive*": "RowShareLock"},
+    # The fold's row, as 0015; CREATE INDEX rollup_bins_day_by_bin (only the fold writes it).
+    "0016_day_coarse_bins": {"acgs_exclusive*": "RowShareLock", "rollup_bins_day": "ShareLock"},
 }
 
 LOCKS = text(

@@ -120,8 +120,8 @@ def _invariant_holds(conn: psycopg.Connection) -> bool:
     return row is not None and row[0] == 0
 
 
-# rollup_totals_hour, rollup_bins_day (migration 0011) and rollup_bins_hour (0015) are the
-# rollup's sums, both ways.
+# rollup_totals_hour, rollup_bins_day (migration 0011), rollup_bins_hour (0015) and
+# rollup_bins_day_coarse (0016) are the rollup's sums, both ways.
 STRUCTURES_MINUS_ROLLUP = """
 WITH totals AS (
     SELECT tenant_id, bucket, total::numeric, timed::numeric, time_sum, score_sum,
@@ -146,6 +146,13 @@ WITH totals AS (
     SELECT tenant_id, bucket, rollup_hour_bin(processing_time_ms), sum(validations)
     FROM validation_rollup WHERE processing_time_ms IS NOT NULL
     GROUP BY 1, 2, 3 HAVING sum(validations) <> 0
+), day_coarse AS (
+    SELECT tenant_id, day, bin, n::numeric FROM rollup_bins_day_coarse WHERE n <> 0
+), day_coarse_of_rollup AS (
+    SELECT tenant_id, date_bin(interval '1 day', bucket, timestamptz '2000-01-01 00:00:00+00'),
+           rollup_hour_bin(processing_time_ms), sum(validations)
+    FROM validation_rollup WHERE processing_time_ms IS NOT NULL
+    GROUP BY 1, 2, 3 HAVING sum(validations) <> 0
 )
 SELECT (SELECT count(*) FROM (TABLE totals EXCEPT TABLE totals_of_rollup) AS a)
      + (SELECT count(*) FROM (TABLE totals_of_rollup EXCEPT TABLE totals) AS b)
@@ -153,6 +160,8 @@ SELECT (SELECT count(*) FROM (TABLE totals EXCEPT TABLE totals_of_rollup) AS a)
      + (SELECT count(*) FROM (TABLE bins_of_rollup EXCEPT TABLE bins) AS d)
      + (SELECT count(*) FROM (TABLE hour_bins EXCEPT TABLE hour_bins_of_rollup) AS e)
      + (SELECT count(*) FROM (TABLE hour_bins_of_rollup EXCEPT TABLE hour_bins) AS f)
+     + (SELECT count(*) FROM (TABLE day_coarse EXCEPT TABLE day_coarse_of_rollup) AS g)
+     + (SELECT count(*) FROM (TABLE day_coarse_of_rollup EXCEPT TABLE day_coarse) AS h)
 """
 
 
@@ -370,6 +379,53 @@ def _hour_bins_complete(conn: psycopg.Connection) -> dict[str, bool]:
                  WHERE h.tenant_id = t.tenant_id
                    AND h.bucket >= rollup_bucket(now() - interval '24 hours') + rollup_width())
         FROM (SELECT DISTINCT tenant_id FROM validation_rollup) AS t
+        """
+    ).fetchall()
+    return {tenant: bool(complete) for tenant, complete in rows}
+
+
+def test_coarse_day_bins_that_miss_counts_send_the_ranges_to_the_day_bins(
+    rollup_db: str,
+) -> None:
+    """A fold of v5 running across migration 0016 leaves days without their coarse counts:
+    tenant_metrics_range() sees that they do not count every timed row of those days and
+    places the ranks from the day bins instead, exactly."""
+    with psycopg.connect(rollup_db, autocommit=True) as conn:
+        _reset(conn)
+        conn.execute(
+            """
+            INSERT INTO constitutional_validations
+                (tenant_id, decision_id, compliance_score, processing_time_ms, created_at)
+            SELECT 't-' || mod(i, 2), 'd', 0.97, (exp(random() * 11))::int,
+                   now() - mod(i, 5 * 86400 - 7) * interval '1 second'
+            FROM generate_series(1, 8000) AS i
+            """
+        )
+        conn.execute("SELECT fold_validation_rollup()")
+        assert _structures_agree(conn)
+        assert _coarse_days_complete(conn) == {"t-0": True, "t-1": True}
+        assert _ranges_equal_seed(conn) == (0,) * 6
+        conn.execute(
+            "DELETE FROM rollup_bins_day_coarse WHERE tenant_id = 't-1' AND mod(bin, 3) = 0"
+        )
+        assert _coarse_days_complete(conn) == {"t-0": True, "t-1": False}
+        assert _ranges_equal_seed(conn) == (0,) * 6
+
+
+def _coarse_days_complete(conn: psycopg.Connection) -> dict[str, bool]:
+    """Per tenant: do the coarse day bins count exactly its timed rows, day by day?"""
+    rows = conn.execute(
+        """
+        SELECT t.tenant_id, bool_and(coalesce(c.n, 0) = t.timed)
+        FROM (SELECT tenant_id,
+                     date_bin(interval '1 day', bucket, timestamptz '2000-01-01 00:00:00+00')
+                         AS day,
+                     sum(timed) AS timed
+                FROM rollup_totals_hour GROUP BY 1, 2) AS t
+        LEFT JOIN (SELECT tenant_id, day, sum(n) AS n
+                     FROM rollup_bins_day_coarse GROUP BY 1, 2) AS c
+               ON c.tenant_id = t.tenant_id AND c.day = t.day
+        GROUP BY t.tenant_id
         """
     ).fetchall()
     return {tenant: bool(complete) for tenant, complete in rows}

@@ -260,6 +260,7 @@ def test_distributed_tables_are_the_tenant_tables(conn: Conn) -> None:
         "validation_rollup_delta",
         "rollup_totals_hour",
         "rollup_bins_day",
+        "rollup_bins_day_coarse",
         "rollup_bins_hour",
         "tenant_constitutional_metrics_24h",
     }

@@ -13,10 +13,12 @@ In a scratch database (:mod:`acgs_db.bench.scratch`):
   generator of ``acgs-db bench refresh`` (log-normal times, median ~4 ms: a few hundred distinct
   values)
   and for the long tail above (thousands of distinct values in the window).
-* **fold**: what keeping the hour bins costs the fold: ``fold_rounds`` times, ``fold_rows`` new
-  rows (100 tenants, the last hour, in statements of 1,000 rows) folded by the fold of
-  migration 0015 (``rollup_fold_v5``) and, alternately, by the previous one (``rollup_fold_v4``,
-  swapped in for the measurement: the last step, as it leaves the hour bins behind).
+  Then the same range with the function of migration 0016 (v3, coarse day bins) and the one
+  before it (v2) swapped in alternately, two rounds each, with their ratio.
+* **fold**: what keeping the newest bins costs the fold: ``fold_rounds`` times, ``fold_rows``
+  new rows (100 tenants, the last hour, in statements of 1,000 rows) folded by the fold of
+  migration 0016 (``rollup_fold_v6``) and, alternately, by the previous one (``rollup_fold_v5``,
+  swapped in for the measurement: the last step, as it leaves the coarse day bins behind).
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ from acgs_db.resources import load_sql
 from acgs_db.settings import Settings
 
 _LONG = 7200.0
+# The fold of the newest migration (0016) and the one before it; likewise the ranged function.
+_FOLDS = ("rollup_fold_v6", "rollup_fold_v5")
+_RANGES = ("tenant_metrics_range_v3", "tenant_metrics_range_v2")
 _CHUNK = 250_000
 _SEED_WINDOW = "WHERE created_at >= NOW() - INTERVAL '24 hours'"
 _FIGURES = (
@@ -162,6 +167,7 @@ async def scenario(url: str, options: Options) -> dict[str, Any]:
                 equal = equal and got is not None and expected is not None
                 if got is not None and expected is not None:
                     equal = equal and tuple(getattr(got, f) for f in _FIGURES) == tuple(expected)
+        versions = await _range_versions(pool, repo, ranged, options)
         live = await _realtime(pool, options, {"short_tail": hot, "long_tail": hot_tail})
         fold = await _fold_cost(pool, options)
     finally:
@@ -180,9 +186,37 @@ async def scenario(url: str, options: Options) -> dict[str, Any]:
             "ratio_p50": round(theirs.p50 / mine.p50, 2),
             "ratio_p99": round(theirs.p99 / mine.p99, 2),
             "equal_to_seed_sql": equal,
+            **versions,
         },
         "24h": live,
         "fold": fold,
+    }
+
+
+async def _range_versions(
+    pool: Pool, repo: ValidationRepository, tenant: str, options: Options
+) -> dict[str, Any]:
+    """p50/p99 of the ranged figures with tenant_metrics_range() v3 (migration 0016) and v2
+    swapped in alternately, two rounds each; v3 stays in place."""
+    samples: dict[str, list[int]] = {version: [] for version in _RANGES}
+    for _ in range(2):
+        for version in _RANGES:
+            await pool.execute(load_sql(f"schema/{version}"))
+            since = datetime.now(UTC) - timedelta(days=options.days)
+            await repo.tenant_metrics(tenant, since)
+            for _ in range(max(options.range_calls // 2, 1)):
+                since = datetime.now(UTC) - timedelta(days=options.days)
+                samples[version].append(
+                    await _micros(lambda s=since: repo.tenant_metrics(tenant, s))
+                )
+    await pool.execute(load_sql(f"schema/{_RANGES[0]}"))
+    now_p, before_p = Percentiles.of(samples[_RANGES[0]]), Percentiles.of(samples[_RANGES[1]])
+    assert now_p is not None and before_p is not None
+    return {
+        f"{_RANGES[0]}_ms": now_p.to_json(),
+        f"{_RANGES[1]}_ms": before_p.to_json(),
+        "v2_over_v3_p50": round(before_p.p50 / now_p.p50, 2),
+        "v2_over_v3_p99": round(before_p.p99 / now_p.p99, 2),
     }
 
 
@@ -221,7 +255,8 @@ async def _realtime(pool: Pool, options: Options, tenants: dict[str, str]) -> di
 async def _fold_cost(pool: Pool, options: Options) -> dict[str, Any]:
     """Seconds to fold ``fold_rows`` new rows with the current fold and with the previous one,
     alternately; the previous one stays in place afterwards (this is the last step)."""
-    times: dict[str, list[float]] = {"rollup_fold_v5": [], "rollup_fold_v4": []}
+    now_v, before_v = _FOLDS
+    times: dict[str, list[float]] = {now_v: [], before_v: []}
     async with pool.acquire() as conn:
         for _ in range(options.fold_rounds):
             for version in times:
@@ -238,14 +273,15 @@ async def _fold_cost(pool: Pool, options: Options) -> dict[str, Any]:
                 started = time.perf_counter()
                 await conn.fetchval(load_sql("bench/fold"), timeout=_LONG)
                 times[version].append(time.perf_counter() - started)
-    v5, v4 = statistics.median(times["rollup_fold_v5"]), statistics.median(times["rollup_fold_v4"])
+    current, before = statistics.median(times[now_v]), statistics.median(times[before_v])
     return {
         "rows_per_fold": options.fold_rows,
-        "fold_with_hour_bins_s": round(v5, 4),
-        "fold_before_s": round(v4, 4),
-        "ratio": round(v5 / v4, 2),
-        "rounds_v5_s": [round(x, 4) for x in times["rollup_fold_v5"]],
-        "rounds_v4_s": [round(x, 4) for x in times["rollup_fold_v4"]],
+        "versions": f"{now_v} vs {before_v}",
+        "fold_now_s": round(current, 4),
+        "fold_before_s": round(before, 4),
+        "ratio": round(current / before, 2),
+        "rounds_now_s": [round(x, 4) for x in times[now_v]],
+        "rounds_before_s": [round(x, 4) for x in times[before_v]],
     }
 
 

@@ -2,4 +2,4 @@
 -- (index-only scans skip the heap, the first reads rewrite no page), and the dead rows the fold
 -- left in the delta queue and the rollup removed (the next refresh would walk them otherwise).
 VACUUM (ANALYZE) constitutional_validations, validation_rollup_delta, validation_rollup,
-    rollup_totals_hour, rollup_bins_day, rollup_bins_hour
+    rollup_totals_hour, rollup_bins_day, rollup_bins_day_coarse, rollup_bins_hour
