@@ -195,7 +195,7 @@ WITH span0 AS (
         -- One index range scan (rollup_bins_day_by_bin) per bin of the eight; OFFSET 0 keeps
         -- the planner from flattening it into a hash join over every day bin of the range
         -- (measured), and the VALUES list tells it there are eight (generate_series() with
-        -- computed bounds is estimated at 1,000 rows, which pushed the estimate past JIT).
+        -- computed bounds is estimated at 1,000 rows).
         SELECT d.bin, d.n
         FROM sp, (VALUES (0), (1), (2), (3), (4), (5), (6), (7)) AS g(k)
         CROSS JOIN LATERAL (
