@@ -271,6 +271,7 @@ distributed table without a ``tenant_id = $n`` condition."""
 DISTRIBUTED_FUNCTIONS: Final[frozenset[str]] = frozenset(
     {
         "tenant_metrics_24h",
+        "tenant_metrics_24h_at",
         "current_tenant_metrics_24h",
         "tenant_metrics_range",
         "current_tenant_metrics_range",

@@ -326,6 +326,11 @@ def test_privileges_of_the_new_functions(data: dict[str, str]) -> None:
         ("public", "tenant_metrics_24h_planned(varchar)"): False,
         (SETTINGS.tenant_role, "tenant_metrics_24h_planned(varchar)"): False,
         (SETTINGS.reader_role, "tenant_metrics_24h_planned(varchar)"): True,
+        # tenant_metrics_24h() at a given time (migration 0017): as tenant_metrics_24h().
+        ("public", "tenant_metrics_24h_at(varchar, timestamptz)"): False,
+        (SETTINGS.tenant_role, "tenant_metrics_24h_at(varchar, timestamptz)"): False,
+        (SETTINGS.reader_role, "tenant_metrics_24h_at(varchar, timestamptz)"): True,
+        (SETTINGS.writer_role, "tenant_metrics_24h_at(varchar, timestamptz)"): True,
         (
             SETTINGS.writer_role,
             "tenant_metrics_range_planned(varchar, timestamptz, timestamptz)",

@@ -75,6 +75,7 @@ DOCUMENTED = {
     "0015_hour_bins": {"acgs_exclusive*": "RowShareLock"},
     # The fold's row, as 0015; CREATE INDEX rollup_bins_day_by_bin (only the fold writes it).
     "0016_day_coarse_bins": {"acgs_exclusive*": "RowShareLock", "rollup_bins_day": "ShareLock"},
+    "0017_short_edge": {},
 }
 
 LOCKS = text(

@@ -115,6 +115,34 @@ def _ranges_equal_seed(conn: psycopg.Connection) -> tuple[int, ...]:
     return tuple(counts)
 
 
+# tenant_metrics_24h_at(tenant, at) (migration 0017) at chosen minutes of the current hour: on
+# the boundary, before the half hour (the edge bucket counted whole, minus its raw rows before
+# the window) and after it (the raw rows of the window's part of the bucket).
+PER_TENANT_AT = SQL(
+    "SELECT m.* FROM (SELECT DISTINCT tenant_id FROM constitutional_validations) AS t,"
+    " tenant_metrics_24h_at(t.tenant_id, %(at)s) AS m"
+)
+EDGE_MINUTES = (timedelta(0), timedelta(minutes=17, seconds=3), timedelta(minutes=43))
+
+
+def _edges_equal_seed(conn: psycopg.Connection) -> tuple[int, ...]:
+    """tenant_metrics_24h_at() EXCEPT the seed's SQL over [at - 24 hours, infinity), both ways,
+    per minute, in one transaction."""
+    seed = SQL(SEED_RANGE)  # a constant derived from sql/schema
+    counts = []
+    with conn.transaction():
+        hour = conn.execute("SELECT rollup_bucket(now())").fetchone()
+        assert hour is not None
+        for minute in EDGE_MINUTES:
+            at = hour[0] + minute
+            args = {"at": at, "lo": at - timedelta(hours=24), "hi": "infinity"}
+            for left, right in ((PER_TENANT_AT, seed), (seed, PER_TENANT_AT)):
+                row = conn.execute(DIFFERENCE.format(left=left, right=right), args).fetchone()
+                assert row is not None
+                counts.append(row[0])
+    return tuple(counts)
+
+
 def _invariant_holds(conn: psycopg.Connection) -> bool:
     row = conn.execute(ROLLUP_MINUS_RAW).fetchone()
     return row is not None and row[0] == 0
@@ -315,6 +343,7 @@ def test_view_equals_the_seed_sql_after_any_interleaving(
         assert _ranges_equal_seed(conn) == (0,) * 6
         assert _view_equals_seed(conn) == (0, 0, 0, 0)
         assert _ranges_equal_seed(conn) == (0,) * 6
+        assert _edges_equal_seed(conn) == (0,) * 6
 
 
 def test_percentiles_match_to_the_last_digit_on_a_long_tail(rollup_db: str) -> None:
@@ -365,6 +394,7 @@ def test_hour_bins_that_miss_counts_send_the_percentiles_to_the_per_value_pass(
         assert _hour_bins_complete(conn) == {"t-0": True, "t-1": False}
         assert _view_equals_seed(conn) == (0, 0, 0, 0)
         assert _ranges_equal_seed(conn) == (0,) * 6
+        assert _edges_equal_seed(conn) == (0,) * 6
 
 
 def _hour_bins_complete(conn: psycopg.Connection) -> dict[str, bool]:

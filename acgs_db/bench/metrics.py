@@ -6,15 +6,15 @@ In a scratch database (:mod:`acgs_db.bench.scratch`):
   times: thousands of distinct values, ``sql/bench/generate_tail_rows.sql``), among other
   tenants' rows; ``ValidationRepository.tenant_metrics(tenant, since=now - days)`` (p50/p99)
   against the seed's aggregate SQL over the same rows and range, calls interleaved in the same
-  run, with the ratio, and both answers checked equal.
+  run, with the ratio, and both answers checked equal. Then the same range with the function
+  of migration 0016 (v3, coarse day bins) and the one before it (v2) swapped in alternately,
+  two rounds each, with their ratio.
 * **24h**: a tenant with ``tenant_rows`` rows in its last 24 hours: the real-time statement
   (``sql/queries/metrics_realtime.sql``, ``tenant_metrics_24h()``) p50/p99 with the function of
-  migration 0015 (v4, hour bins) and the one before it (v3) swapped in alternately, for the
+  migration 0017 (v5, short edge) and the one before it (v4) swapped in alternately, for the
   generator of ``acgs-db bench refresh`` (log-normal times, median ~4 ms: a few hundred distinct
   values)
   and for the long tail above (thousands of distinct values in the window).
-  Then the same range with the function of migration 0016 (v3, coarse day bins) and the one
-  before it (v2) swapped in alternately, two rounds each, with their ratio.
 * **fold**: what keeping the newest bins costs the fold: ``fold_rounds`` times, ``fold_rows``
   new rows (100 tenants, the last hour, in statements of 1,000 rows) folded by the fold of
   migration 0016 (``rollup_fold_v6``) and, alternately, by the previous one (``rollup_fold_v5``,
@@ -46,6 +46,7 @@ _LONG = 7200.0
 # The fold of the newest migration (0016) and the one before it; likewise the ranged function.
 _FOLDS = ("rollup_fold_v6", "rollup_fold_v5")
 _RANGES = ("tenant_metrics_range_v3", "tenant_metrics_range_v2")
+_REALTIME = ("tenant_metrics_24h_v5", "tenant_metrics_24h_v4")
 _CHUNK = 250_000
 _SEED_WINDOW = "WHERE created_at >= NOW() - INTERVAL '24 hours'"
 _FIGURES = (
@@ -221,10 +222,10 @@ async def _range_versions(
 
 
 async def _realtime(pool: Pool, options: Options, tenants: dict[str, str]) -> dict[str, Any]:
-    """p50/p99 of the real-time 24-hour statement per tenant, with tenant_metrics_24h() v4
-    (migration 0015) and v3 (before it) swapped in alternately, two rounds each."""
+    """p50/p99 of the real-time 24-hour statement per tenant, with tenant_metrics_24h() v5
+    (migration 0017) and v4 (before it) swapped in alternately, two rounds each."""
     query = load_sql("queries/metrics_realtime")
-    versions = ("tenant_metrics_24h_v4", "tenant_metrics_24h_v3")
+    versions = _REALTIME
     samples: dict[tuple[str, str], list[int]] = {(n, v): [] for n in tenants for v in versions}
     for _ in range(2):
         for version in versions:
@@ -235,7 +236,7 @@ async def _realtime(pool: Pool, options: Options, tenants: dict[str, str]) -> di
                     samples[(name, version)].append(
                         await _micros(lambda w=who: pool.fetchrow(query, w))
                     )
-    await pool.execute(load_sql("schema/tenant_metrics_24h_v4"))
+    await pool.execute(load_sql(f"schema/{_REALTIME[0]}"))
     out: dict[str, Any] = {}
     for name, who in tenants.items():
         figures: dict[str, Any] = {
