@@ -154,13 +154,38 @@ def test_a_migration_behind_a_long_reader_never_queues_the_table_and_succeeds_af
     assert retries and all(m.startswith("migration 0005_roles (upgrade) waited") for m in retries)
 
 
-def test_migration_0015_behind_a_long_fold_waits_under_the_lock_timeout_then_bins_it_too(
-    fresh_database: str, monkeypatch: pytest.MonkeyPatch
+# What a migration that fills bins under the fold's row lock (0015: hour bins; 0016: coarse day
+# bins) must hold once the fold it waited behind has committed: the rows that fold folded are
+# binned (their sum), and the bins equal the rollup summed.
+_BINNED_AFTER_THE_FOLD = {
+    "0014_deferred_fold": (
+        "SELECT (SELECT sum(n) FROM rollup_bins_hour WHERE tenant_id = 'folded'),"
+        " (SELECT count(*) FROM ((SELECT tenant_id, bucket, bin, n::numeric"
+        "   FROM rollup_bins_hour)"
+        "  EXCEPT (SELECT tenant_id, bucket, rollup_hour_bin(processing_time_ms),"
+        "   sum(validations) FROM validation_rollup WHERE processing_time_ms IS NOT NULL"
+        "   GROUP BY 1, 2, 3)) AS d)"
+    ),
+    "0015_hour_bins": (
+        "SELECT (SELECT sum(n) FROM rollup_bins_day_coarse WHERE tenant_id = 'folded'),"
+        " (SELECT count(*) FROM ((SELECT tenant_id, day, bin, n::numeric"
+        "   FROM rollup_bins_day_coarse)"
+        "  EXCEPT (SELECT tenant_id,"
+        "   date_bin(interval '1 day', bucket, timestamptz '2000-01-01 00:00:00+00'),"
+        "   rollup_hour_bin(processing_time_ms), sum(validations) FROM validation_rollup"
+        "   WHERE processing_time_ms IS NOT NULL GROUP BY 1, 2, 3)) AS d)"
+    ),
+}
+
+
+@pytest.mark.parametrize("before", sorted(_BINNED_AFTER_THE_FOLD))
+def test_a_migration_behind_a_long_fold_waits_under_the_lock_timeout_then_bins_it_too(
+    fresh_database: str, monkeypatch: pytest.MonkeyPatch, before: str
 ) -> None:
-    """0015 fills the hour bins under the fold's row lock: behind a fold left open it retries
-    (writers and readers go on meanwhile), and once that fold commits its rows are binned."""
+    """0015 and 0016 fill their bins under the fold's row lock: behind a fold left open they
+    retry (writers and readers go on meanwhile), and once that fold commits its rows are binned."""
     url = fresh_database
-    schema.upgrade(url, "0014_deferred_fold")
+    schema.upgrade(url, before)
     monkeypatch.setenv("ACGS_LOCK_TIMEOUT", str(LOCK_TIMEOUT))
     monkeypatch.setenv("ACGS_LOCK_RETRIES", "30")
     with psycopg.connect(url, application_name="long-fold") as fold:
@@ -175,20 +200,13 @@ def test_migration_0015_behind_a_long_fold_waits_under_the_lock_timeout_then_bin
         for _ in range(3):
             _wait_until(_waits_for_a_lock(url, "migrating"))
             _third_session_is_not_queued(url)
-        assert _version(url) == "0014_deferred_fold"
+        assert _version(url) == before
         fold.commit()
     migration.result()
 
     assert _version(url) == schema.head_revision()
     with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT (SELECT sum(n) FROM rollup_bins_hour WHERE tenant_id = 'folded'),"
-            " (SELECT count(*) FROM ((SELECT tenant_id, bucket, bin, n::numeric"
-            "   FROM rollup_bins_hour)"
-            "  EXCEPT (SELECT tenant_id, bucket, rollup_hour_bin(processing_time_ms),"
-            "   sum(validations) FROM validation_rollup WHERE processing_time_ms IS NOT NULL"
-            "   GROUP BY 1, 2, 3)) AS d)"
-        ).fetchone()
+        row = conn.execute(_BINNED_AFTER_THE_FOLD[before]).fetchone()
     assert row == (500, 0)
 
 
