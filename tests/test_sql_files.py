@@ -44,8 +44,10 @@ DYNAMIC: dict[tuple[str, str], tuple[str, ...]] = {
         "schema/rollup_fold_v6",
         "schema/rollup_fold_v5",
     ),
-    ("acgs_db/bench/metrics.py", "f'schema/{_RANGES[0]}'"): ("schema/tenant_metrics_range_v3",),
-    ("acgs_db/bench/metrics.py", "f'schema/{_REALTIME[0]}'"): ("schema/tenant_metrics_24h_v5",),
+    ("acgs_db/bench/metrics.py", "f'schema/{versions[0]}'"): (
+        "schema/tenant_metrics_24h_v5",
+        "schema/tenant_metrics_range_v3",
+    ),
     ("migrations/versions/0010_ledger.py", "f'schema/{name}_v1'"): (
         "schema/ledger_row_digest_v1",
         "schema/ledger_entry_hash_v1",

@@ -194,25 +194,45 @@ async def scenario(url: str, options: Options) -> dict[str, Any]:
     }
 
 
+Call = Callable[[], Awaitable[object]]
+
+
+async def _swapped(
+    pool: Pool, versions: tuple[str, str], calls: dict[str, Call], per_round: int
+) -> dict[tuple[str, str], list[int]]:
+    """Microseconds of each call, ``per_round`` times (after one warm call) under each version of
+    a function swapped in from sql/schema alternately, two rounds each, so that both see the
+    same machine; the first version stays in place."""
+    samples: dict[tuple[str, str], list[int]] = {(n, v): [] for n in calls for v in versions}
+    for _ in range(2):
+        for version in versions:
+            await pool.execute(load_sql(f"schema/{version}"))
+            for name, call in calls.items():
+                await call()
+                for _ in range(per_round):
+                    samples[(name, version)].append(await _micros(call))
+    await pool.execute(load_sql(f"schema/{versions[0]}"))
+    return samples
+
+
+def _percentiles(samples: list[int]) -> Percentiles:
+    found = Percentiles.of(samples)
+    assert found is not None
+    return found
+
+
 async def _range_versions(
     pool: Pool, repo: ValidationRepository, tenant: str, options: Options
 ) -> dict[str, Any]:
     """p50/p99 of the ranged figures with tenant_metrics_range() v3 (migration 0016) and v2
     swapped in alternately, two rounds each; v3 stays in place."""
-    samples: dict[str, list[int]] = {version: [] for version in _RANGES}
-    for _ in range(2):
-        for version in _RANGES:
-            await pool.execute(load_sql(f"schema/{version}"))
-            since = datetime.now(UTC) - timedelta(days=options.days)
-            await repo.tenant_metrics(tenant, since)
-            for _ in range(max(options.range_calls // 2, 1)):
-                since = datetime.now(UTC) - timedelta(days=options.days)
-                samples[version].append(
-                    await _micros(lambda s=since: repo.tenant_metrics(tenant, s))
-                )
-    await pool.execute(load_sql(f"schema/{_RANGES[0]}"))
-    now_p, before_p = Percentiles.of(samples[_RANGES[0]]), Percentiles.of(samples[_RANGES[1]])
-    assert now_p is not None and before_p is not None
+
+    def ranged() -> Awaitable[object]:
+        return repo.tenant_metrics(tenant, datetime.now(UTC) - timedelta(days=options.days))
+
+    samples = await _swapped(pool, _RANGES, {"range": ranged}, max(options.range_calls // 2, 1))
+    now_p = _percentiles(samples[("range", _RANGES[0])])
+    before_p = _percentiles(samples[("range", _RANGES[1])])
     return {
         f"{_RANGES[0]}_ms": now_p.to_json(),
         f"{_RANGES[1]}_ms": before_p.to_json(),
@@ -225,18 +245,12 @@ async def _realtime(pool: Pool, options: Options, tenants: dict[str, str]) -> di
     """p50/p99 of the real-time 24-hour statement per tenant, with tenant_metrics_24h() v5
     (migration 0017) and v4 (before it) swapped in alternately, two rounds each."""
     query = load_sql("queries/metrics_realtime")
-    versions = _REALTIME
-    samples: dict[tuple[str, str], list[int]] = {(n, v): [] for n in tenants for v in versions}
-    for _ in range(2):
-        for version in versions:
-            await pool.execute(load_sql(f"schema/{version}"))
-            for name, who in tenants.items():
-                await pool.fetchrow(query, who)
-                for _ in range(options.tenant_calls // 2):
-                    samples[(name, version)].append(
-                        await _micros(lambda w=who: pool.fetchrow(query, w))
-                    )
-    await pool.execute(load_sql(f"schema/{_REALTIME[0]}"))
+
+    def realtime(who: str) -> Call:
+        return lambda: pool.fetchrow(query, who)
+
+    calls = {name: realtime(who) for name, who in tenants.items()}
+    samples = await _swapped(pool, _REALTIME, calls, options.tenant_calls // 2)
     out: dict[str, Any] = {}
     for name, who in tenants.items():
         figures: dict[str, Any] = {
@@ -245,10 +259,8 @@ async def _realtime(pool: Pool, options: Options, tenants: dict[str, str]) -> di
                 load_sql("bench/distinct_times_24h"), who
             ),
         }
-        for version in versions:
-            found = Percentiles.of(samples[(name, version)])
-            assert found is not None
-            figures[f"{version}_ms"] = found.to_json()
+        for version in _REALTIME:
+            figures[f"{version}_ms"] = _percentiles(samples[(name, version)]).to_json()
         out[name] = figures
     return out
 
