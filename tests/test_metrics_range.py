@@ -428,13 +428,14 @@ def test_generic_plan_uses_the_rollup_key_and_the_tenant_time_index(data: dict[s
         conn.execute("DEALLOCATE range_plan")
 
 
-def test_generic_plan_of_the_24_hour_figures_reads_hour_bins_then_four_bins_by_value(
+def test_generic_plan_of_the_24_hour_figures_reads_hour_bins_then_the_chosen_bins_hour_by_hour(
     migrated_database: str,
 ) -> None:
-    """tenant_metrics_24h() v4 (migration 0015), over 40 tenants with a long tail of times in
+    """tenant_metrics_24h() v6 (migration 0018), over 40 tenants with a long tail of times in
     their window, folded: the bins of the window by the bins' key, the values of the chosen bins
-    by validation_rollup_value; v3's per-value pass (the window's rollup rows by
-    validation_rollup_key) sits behind the completeness check."""
+    by the rollup's key one hour at a time (bucket = ...), never by validation_rollup_value,
+    whose value ranges hold every bucket of the retention; v3's per-value pass (the window's
+    rollup rows by validation_rollup_key) sits behind the checks."""
     url = migrated_database
     with psycopg.connect(url, autocommit=True, cursor_factory=psycopg.ClientCursor) as conn:
         conn.execute(
@@ -458,9 +459,18 @@ def test_generic_plan_of_the_24_hour_figures_reads_hour_bins_then_four_bins_by_v
         indexes = {n["Index Name"] for n in nodes if "Index Name" in n}
         assert indexes >= {
             "rollup_bins_hour_pkey",
-            "validation_rollup_value",
+            "validation_rollup_key",
             "rollup_totals_hour_pkey",
         }
+        assert "validation_rollup_value" not in indexes
+        hour_by_hour = [
+            n
+            for n in nodes
+            if n.get("Index Name") == "validation_rollup_key"
+            and "(bucket = " in n.get("Index Cond", "")
+            and "processing_time_ms >= " in n.get("Index Cond", "")
+        ]
+        assert len(hour_by_hour) == 1
         scans = [
             n["Relation Name"]
             for n in nodes
@@ -469,7 +479,76 @@ def test_generic_plan_of_the_24_hour_figures_reads_hour_bins_then_four_bins_by_v
             in {"validation_rollup", "rollup_bins_hour", "rollup_totals_hour"}
         ]
         assert scans == []
+        # The session-planned wrappers never compile the plan (migration 0018).
+        settings = conn.execute(
+            "SELECT p.proname, p.proconfig FROM pg_proc p"
+            " WHERE p.proname IN ('tenant_metrics_24h_planned', 'tenant_metrics_range_planned')"
+        ).fetchall()
+        assert len(settings) == 2
+        assert all("jit=off" in config for _, config in settings)
         conn.execute("DEALLOCATE realtime_plan")
+
+
+def _rollup_pages(conn: psycopg.Connection, tenant: str) -> int:
+    """Shared pages the rollup's nodes touched in one generic-plan run of the 24-hour figures."""
+    row = conn.execute(
+        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE realtime_plan (%s)", (tenant,)
+    ).fetchone()
+    assert row is not None
+    return sum(
+        n["Shared Hit Blocks"] + n["Shared Read Blocks"]
+        for n in _nodes(row[0][0]["Plan"])
+        if n.get("Relation Name") == "validation_rollup"
+    )
+
+
+def test_the_24_hour_figures_read_the_same_rollup_pages_whatever_the_history(
+    migrated_database: str,
+) -> None:
+    """Two tenants with the same rows in their window, one of them with 20 days of history
+    behind it: the 24-hour figures read as many rollup pages for both (the cost follows the
+    window, not the retention), and give the same answer. A thousand distinct times a day in
+    two bins, so that the bins holding the percentiles hold many values every day."""
+    window = """
+        INSERT INTO constitutional_validations
+            (tenant_id, decision_id, compliance_score, processing_time_ms, created_at)
+        SELECT %(tenant)s, 'd', 0.97, 20000 + mod(i * 7919, 1000),
+               now() - interval '1 minute' - mod(i * 37, 86000) * interval '1 second'
+              - %(days)s::int * interval '1 day'
+        FROM generate_series(1, 3000) AS i
+        """
+    with psycopg.connect(
+        migrated_database, autocommit=True, cursor_factory=psycopg.ClientCursor
+    ) as conn:
+        conn.execute(
+            """
+            INSERT INTO constitutional_validations
+                (tenant_id, decision_id, compliance_score, processing_time_ms, created_at)
+            SELECT 'p-' || mod(i, 40), 'd', 0.97, (exp(random() * 11))::int,
+                   now() - mod(i, 86000) * interval '1 second'
+            FROM generate_series(1, 60000) AS i
+            """
+        )  # 40 other tenants: the generic plan's estimates of one tenant are small
+        for tenant in ("fresh", "aged"):
+            conn.execute(window, {"tenant": tenant, "days": 0})
+        for day in range(1, 21):
+            conn.execute(window, {"tenant": "aged", "days": day})
+        conn.execute("SELECT fold_validation_rollup()")
+        conn.execute("VACUUM ANALYZE")  # index-only scans: the pages read are the index's
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        conn.execute("PREPARE realtime_plan (varchar) AS SELECT * FROM tenant_metrics_24h($1)")
+        answers = [
+            conn.execute(
+                "SELECT total_validations, p95_processing_time_ms, p99_processing_time_ms"
+                " FROM tenant_metrics_24h(%s)",
+                (tenant,),
+            ).fetchone()
+            for tenant in ("fresh", "aged")
+        ]
+        assert answers[0] == answers[1] and answers[0] is not None and answers[0][0] == 3000
+        fresh, aged = _rollup_pages(conn, "fresh"), _rollup_pages(conn, "aged")
+        assert fresh > 0
+        assert aged <= fresh * 1.2 + 4
 
 
 # -- the command ------------------------------------------------------------------------------

@@ -76,6 +76,7 @@ DOCUMENTED = {
     # The fold's row, as 0015; CREATE INDEX rollup_bins_day_by_bin (only the fold writes it).
     "0016_day_coarse_bins": {"acgs_exclusive*": "RowShareLock", "rollup_bins_day": "ShareLock"},
     "0017_short_edge": {},
+    "0018_window_values": {},
 }
 
 LOCKS = text(

@@ -397,6 +397,55 @@ def test_hour_bins_that_miss_counts_send_the_percentiles_to_the_per_value_pass(
         assert _edges_equal_seed(conn) == (0,) * 6
 
 
+def test_hour_bins_that_count_a_chosen_bin_wrong_send_the_percentiles_to_the_per_value_pass(
+    rollup_db: str,
+) -> None:
+    """One count moved, in one hour, from a lower bin into the bin holding t-1's p95 (the
+    bins still count every timed row, so the completeness check passes): the chosen bin's
+    values no longer add up to its count, and tenant_metrics_24h() (v6, migration 0018)
+    takes the per-value pass and stays exact, where trusting the bins would pick the value
+    next to the right one."""
+    with psycopg.connect(rollup_db, autocommit=True) as conn:
+        _reset(conn)
+        conn.execute(
+            """
+            INSERT INTO constitutional_validations
+                (tenant_id, decision_id, compliance_score, processing_time_ms, created_at)
+            SELECT 't-' || mod(i, 2), 'd', 0.97, (exp(random() * 11))::int,
+                   now() - mod(i, 86000) * interval '1 second'
+            FROM generate_series(1, 6000) AS i
+            """
+        )
+        conn.execute("SELECT fold_validation_rollup()")
+        moved = conn.execute(
+            """
+            WITH chosen AS (
+                SELECT rollup_hour_bin(floor(p95_processing_time_ms)::int) AS bin
+                FROM tenant_metrics_24h('t-1')
+            ), hour AS (
+                SELECT b.bucket, b.bin AS into_bin,
+                       (SELECT max(l.bin) FROM rollup_bins_hour l
+                         WHERE l.tenant_id = b.tenant_id AND l.bucket = b.bucket
+                           AND l.bin < b.bin AND l.n > 0) AS from_bin
+                FROM rollup_bins_hour b, chosen c
+                WHERE b.tenant_id = 't-1' AND b.bin = c.bin
+                  AND b.bucket > rollup_bucket(now()) - interval '20 hours'
+                ORDER BY b.bucket
+                LIMIT 1
+            )
+            UPDATE rollup_bins_hour u
+            SET n = u.n + CASE WHEN u.bin = h.into_bin THEN 1 ELSE -1 END
+            FROM hour h
+            WHERE u.tenant_id = 't-1' AND u.bucket = h.bucket
+              AND u.bin IN (h.into_bin, h.from_bin)
+            """
+        )
+        assert moved.rowcount == 2
+        assert _hour_bins_complete(conn) == {"t-0": True, "t-1": True}
+        assert _view_equals_seed(conn) == (0, 0, 0, 0)
+        assert _edges_equal_seed(conn) == (0,) * 6
+
+
 def _hour_bins_complete(conn: psycopg.Connection) -> dict[str, bool]:
     """Per tenant: do the hour bins of its window count exactly its timed rows there?"""
     rows = conn.execute(

@@ -37,15 +37,15 @@ DYNAMIC: dict[tuple[str, str], tuple[str, ...]] = {
         "bench/ledger_capture_off",
     ),
     ("acgs_db/bench/metrics.py", "f'schema/{version}'"): (
+        "schema/tenant_metrics_24h_v6",
         "schema/tenant_metrics_24h_v5",
-        "schema/tenant_metrics_24h_v4",
         "schema/tenant_metrics_range_v3",
         "schema/tenant_metrics_range_v2",
         "schema/rollup_fold_v6",
         "schema/rollup_fold_v5",
     ),
     ("acgs_db/bench/metrics.py", "f'schema/{versions[0]}'"): (
-        "schema/tenant_metrics_24h_v5",
+        "schema/tenant_metrics_24h_v6",
         "schema/tenant_metrics_range_v3",
     ),
     ("migrations/versions/0010_ledger.py", "f'schema/{name}_v1'"): (

@@ -11,10 +11,11 @@ In a scratch database (:mod:`acgs_db.bench.scratch`):
   two rounds each, with their ratio.
 * **24h**: a tenant with ``tenant_rows`` rows in its last 24 hours: the real-time statement
   (``sql/queries/metrics_realtime.sql``, ``tenant_metrics_24h()``) p50/p99 with the function of
-  migration 0017 (v5, short edge) and the one before it (v4) swapped in alternately, for the
-  generator of ``acgs-db bench refresh`` (log-normal times, median ~4 ms: a few hundred distinct
-  values)
-  and for the long tail above (thousands of distinct values in the window).
+  migration 0018 (v6, the chosen bins' values read hour by hour) and the one before it (v5)
+  swapped in alternately, for the generator of ``acgs-db bench refresh`` (log-normal times,
+  median ~4 ms: a few hundred distinct values), for the long tail above (thousands of distinct
+  values in the window) and for the ranged tenant's own window (a long tail with ``days`` of
+  history behind it, which v5 read through for the chosen bins).
 * **fold**: what keeping the newest bins costs the fold: ``fold_rounds`` times, ``fold_rows``
   new rows (100 tenants, the last hour, in statements of 1,000 rows) folded by the fold of
   migration 0016 (``rollup_fold_v6``) and, alternately, by the previous one (``rollup_fold_v5``,
@@ -46,7 +47,7 @@ _LONG = 7200.0
 # The fold of the newest migration (0016) and the one before it; likewise the ranged function.
 _FOLDS = ("rollup_fold_v6", "rollup_fold_v5")
 _RANGES = ("tenant_metrics_range_v3", "tenant_metrics_range_v2")
-_REALTIME = ("tenant_metrics_24h_v5", "tenant_metrics_24h_v4")
+_REALTIME = ("tenant_metrics_24h_v6", "tenant_metrics_24h_v5")
 _CHUNK = 250_000
 _SEED_WINDOW = "WHERE created_at >= NOW() - INTERVAL '24 hours'"
 _FIGURES = (
@@ -169,7 +170,12 @@ async def scenario(url: str, options: Options) -> dict[str, Any]:
                 if got is not None and expected is not None:
                     equal = equal and tuple(getattr(got, f) for f in _FIGURES) == tuple(expected)
         versions = await _range_versions(pool, repo, ranged, options)
-        live = await _realtime(pool, options, {"short_tail": hot, "long_tail": hot_tail})
+        # The ranged tenant's window: a long tail with ``days`` of history behind it.
+        live = await _realtime(
+            pool,
+            options,
+            {"short_tail": hot, "long_tail": hot_tail, "long_tail_with_history": ranged},
+        )
         fold = await _fold_cost(pool, options)
     finally:
         await pool.close()
@@ -242,8 +248,8 @@ async def _range_versions(
 
 
 async def _realtime(pool: Pool, options: Options, tenants: dict[str, str]) -> dict[str, Any]:
-    """p50/p99 of the real-time 24-hour statement per tenant, with tenant_metrics_24h() v5
-    (migration 0017) and v4 (before it) swapped in alternately, two rounds each."""
+    """p50/p99 of the real-time 24-hour statement per tenant, with tenant_metrics_24h() v6
+    (migration 0018) and v5 (before it) swapped in alternately, two rounds each."""
     query = load_sql("queries/metrics_realtime")
 
     def realtime(who: str) -> Call:
