@@ -1572,7 +1572,8 @@ CREATE FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since 
              sum(u.score_sum) AS score_sum,
              sum(u.below_95) AS below_95,
              sum(u.below_90) AS below_90,
-             sum(u.days_timed) AS days_timed
+             sum(u.days_timed) AS days_timed,
+             sum(u.hours) AS hours
             FROM ( SELECT t_1.total,
                      t_1.timed,
                      t_1.time_sum,
@@ -1582,7 +1583,8 @@ CREATE FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since 
                          CASE
                              WHEN ((t_1.bucket >= sp.dlo) AND (t_1.bucket < sp.dhi)) THEN t_1.timed
                              ELSE (0)::bigint
-                         END AS days_timed
+                         END AS days_timed,
+                     1 AS hours
                     FROM public.rollup_totals_hour t_1,
                      sp
                    WHERE (((t_1.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (t_1.bucket >= sp.wf) AND (t_1.bucket < sp.wt))
@@ -1596,6 +1598,7 @@ CREATE FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since 
                      e.score_sum,
                      e.below_95,
                      e.below_90,
+                     0,
                      0
                     FROM edge_v e) u
          ), ranks AS (
@@ -1646,6 +1649,21 @@ CREATE FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since 
             FROM public.rollup_bins_hour h,
              sp
            WHERE (((h.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (h.bucket >= GREATEST(sp.dhi, sp.wf)) AND (h.bucket < sp.wt))
+         ), edge_hours AS MATERIALIZED (
+          SELECT t_1.bucket
+            FROM public.rollup_totals_hour t_1,
+             sp
+           WHERE (((t_1.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (t_1.bucket >= sp.wf) AND (t_1.bucket < LEAST(sp.dlo, sp.wt)))
+         UNION ALL
+          SELECT t_1.bucket
+            FROM public.rollup_totals_hour t_1,
+             sp
+           WHERE (((t_1.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (t_1.bucket >= GREATEST(sp.dhi, sp.wf)) AND (t_1.bucket < sp.wt))
+         ), range_hours AS MATERIALIZED (
+          SELECT t_1.bucket
+            FROM public.rollup_totals_hour t_1,
+             sp
+           WHERE (((t_1.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (t_1.bucket >= sp.wf) AND (t_1.bucket < sp.wt))
          ), hours_binned AS (
           SELECT (COALESCE(( SELECT sum(h.n) AS sum
                     FROM hour_bins h), (0)::numeric) = (COALESCE(( SELECT sum(t_1.timed) AS sum
@@ -1735,17 +1753,14 @@ CREATE FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since 
                    WHERE ((NOT ( SELECT c.complete
                             FROM days_binned c)) AND ((d.bin >> 3) = tc.coarse))
                  UNION ALL
-                  SELECT public.rollup_bin(r.processing_time_ms) AS rollup_bin,
-                     r.validations
-                    FROM public.validation_rollup r,
-                     sp
-                   WHERE (((r.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (r.processing_time_ms >= public.rollup_hour_bin_lo(tc.coarse)) AND (r.processing_time_ms < public.rollup_hour_bin_lo((tc.coarse + 1))) AND (r.bucket >= sp.wf) AND (r.bucket < LEAST(sp.dlo, sp.wt)))
-                 UNION ALL
-                  SELECT public.rollup_bin(r.processing_time_ms) AS rollup_bin,
-                     r.validations
-                    FROM public.validation_rollup r,
-                     sp
-                   WHERE (((r.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (r.processing_time_ms >= public.rollup_hour_bin_lo(tc.coarse)) AND (r.processing_time_ms < public.rollup_hour_bin_lo((tc.coarse + 1))) AND (r.bucket >= GREATEST(sp.dhi, sp.wf)) AND (r.bucket < sp.wt))
+                  SELECT public.rollup_bin(r.v) AS rollup_bin,
+                     r.n
+                    FROM (edge_hours h
+                      CROSS JOIN LATERAL ( SELECT r_1.processing_time_ms AS v,
+                             r_1.validations AS n
+                            FROM public.validation_rollup r_1
+                           WHERE (((r_1.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (r_1.bucket = h.bucket) AND (r_1.processing_time_ms >= public.rollup_hour_bin_lo(tc.coarse)) AND (r_1.processing_time_ms < public.rollup_hour_bin_lo((tc.coarse + 1))))
+                          OFFSET 0) r)
                  UNION ALL
                   SELECT public.rollup_bin(e.v) AS rollup_bin,
                      e.n
@@ -1769,6 +1784,16 @@ CREATE FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since 
             FROM (target_coarse tc
               JOIN cum_fine f ON (((f.coarse = tc.coarse) AND ((tc.rank)::numeric >= (tc.before + f.before_in)) AND ((tc.rank)::numeric < (tc.before + f.upto_in)))))
           LIMIT 4
+         ), value_plan AS (
+          SELECT (( SELECT COALESCE(sum(d.n), (0)::numeric) AS "coalesce"
+                    FROM (( SELECT DISTINCT target_bins.bin
+                            FROM target_bins) tb
+                      CROSS JOIN LATERAL ( SELECT b.n
+                            FROM public.rollup_bins_day b
+                           WHERE (((b.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (b.bin = tb.bin))
+                          OFFSET 0) d)) > (((20 * COALESCE(t_1.hours, (0)::bigint)) * ( SELECT count(DISTINCT target_bins.bin) AS count
+                    FROM target_bins)))::numeric) AS hourly
+            FROM totals t_1
          ), bin_values AS MATERIALIZED (
           SELECT tb.bin,
              x.v,
@@ -1779,7 +1804,19 @@ CREATE FUNCTION public.tenant_metrics_range(p_tenant character varying, p_since 
                      r.validations AS n
                     FROM public.validation_rollup r,
                      sp
-                   WHERE (((r.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (r.processing_time_ms >= public.rollup_bin_lo(tb.bin)) AND (r.processing_time_ms < public.rollup_bin_lo((tb.bin + 1))) AND (r.bucket >= sp.wf) AND (r.bucket < sp.wt))
+                   WHERE ((NOT ( SELECT c.hourly
+                            FROM value_plan c)) AND ((r.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (r.processing_time_ms >= public.rollup_bin_lo(tb.bin)) AND (r.processing_time_ms < public.rollup_bin_lo((tb.bin + 1))) AND (r.bucket >= sp.wf) AND (r.bucket < sp.wt))
+                 UNION ALL
+                  SELECT r.v,
+                     r.n
+                    FROM (range_hours h
+                      CROSS JOIN LATERAL ( SELECT r_1.processing_time_ms AS v,
+                             r_1.validations AS n
+                            FROM public.validation_rollup r_1
+                           WHERE (((r_1.tenant_id)::text = (tenant_metrics_range.p_tenant)::text) AND (r_1.bucket = h.bucket) AND (r_1.processing_time_ms >= public.rollup_bin_lo(tb.bin)) AND (r_1.processing_time_ms < public.rollup_bin_lo((tb.bin + 1))))
+                          OFFSET 0) r)
+                   WHERE ( SELECT c.hourly
+                            FROM value_plan c)
                  UNION ALL
                   SELECT e.v,
                      e.n

@@ -130,8 +130,8 @@ def test_the_metrics_benchmark_compares_with_the_seed_sql(pg_server: Server) -> 
     assert results["24h"]["long_tail"]["distinct_processing_times_24h"] > 500
     history = results["24h"]["long_tail_with_history"]
     assert history["tenant_rows_24h"] > 0 and history["tenant_metrics_24h_v6_ms"]["p99"] > 0
-    assert ranged["tenant_metrics_range_v3_ms"]["p99"] > 0
-    assert ranged["tenant_metrics_range_v2_ms"]["p99"] > 0 and ranged["v2_over_v3_p50"] > 0
+    assert ranged["tenant_metrics_range_v4_ms"]["p99"] > 0
+    assert ranged["tenant_metrics_range_v3_ms"]["p99"] > 0 and ranged["v3_over_v4_p50"] > 0
     assert results["fold"]["fold_now_s"] > 0 and results["fold"]["ratio"] > 0
     assert results["fold"]["versions"] == "rollup_fold_v6 vs rollup_fold_v5"
 

@@ -399,13 +399,28 @@ def test_generic_plan_uses_the_rollup_key_and_the_tenant_time_index(data: dict[s
         # of the chosen coarse bins are read bin by bin.
         assert ("rollup_bins_day_coarse", "rollup_bins_day_coarse_pkey") in indexes
         assert ("rollup_bins_day", "rollup_bins_day_by_bin") in indexes
-        by_bin = [n for n in nodes if n.get("Index Name") == "rollup_bins_day_by_bin"]
+        by_bin = [
+            n.get("Index Cond", "")
+            for n in nodes
+            if n.get("Index Name") == "rollup_bins_day_by_bin"
+        ]
+        # v4 (migration 0018): each chosen bin's day bins over every day (how many rows the
+        # retention holds of it, to choose how its values are read), and the values hour by
+        # hour by the rollup's key (edge hours always; every hour when that reads less).
+        retention = [c for c in by_bin if "(bin = target_bins.bin)" in c and "day" not in c]
+        assert len(retention) == 1
         assert all(
-            "(bin = ((target_coarse.coarse << 3)" in n.get("Index Cond", "")
-            and "(day >= " in n.get("Index Cond", "")
-            and "(day < " in n.get("Index Cond", "")
-            for n in by_bin
-        ), [n.get("Index Cond") for n in by_bin]
+            "(bin = ((target_coarse.coarse << 3)" in c and "(day >= " in c and "(day < " in c
+            for c in by_bin
+            if c not in retention
+        ), by_bin
+        hour_by_hour = [
+            n.get("Index Cond", "")
+            for n in nodes
+            if n.get("Index Name") == "validation_rollup_key"
+            and "(bucket = h" in n.get("Index Cond", "")
+        ]
+        assert len(hour_by_hour) == 2, hour_by_hour
         with_rows = {
             r[0]
             for r in conn.execute(
@@ -489,11 +504,9 @@ def test_generic_plan_of_the_24_hour_figures_reads_hour_bins_then_the_chosen_bin
         conn.execute("DEALLOCATE realtime_plan")
 
 
-def _rollup_pages(conn: psycopg.Connection, tenant: str) -> int:
-    """Shared pages the rollup's nodes touched in one generic-plan run of the 24-hour figures."""
-    row = conn.execute(
-        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE realtime_plan (%s)", (tenant,)
-    ).fetchone()
+def _rollup_pages(conn: psycopg.Connection, execute: str, args: tuple[Any, ...]) -> int:
+    """Shared pages the rollup's nodes touched in one generic-plan run of ``execute``."""
+    row = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {execute}", args).fetchone()
     assert row is not None
     return sum(
         n["Shared Hit Blocks"] + n["Shared Read Blocks"]
@@ -502,12 +515,13 @@ def _rollup_pages(conn: psycopg.Connection, tenant: str) -> int:
     )
 
 
-def test_the_24_hour_figures_read_the_same_rollup_pages_whatever_the_history(
+def test_the_figures_read_the_same_rollup_pages_whatever_the_history(
     migrated_database: str,
 ) -> None:
     """Two tenants with the same rows in their window, one of them with 20 days of history
-    behind it: the 24-hour figures read as many rollup pages for both (the cost follows the
-    window, not the retention), and give the same answer. A thousand distinct times a day in
+    behind it: the 24-hour figures (v6, migration 0018) and the figures over an 18-hour range
+    (v4) read as many rollup pages for both (the cost follows the window, not the retention),
+    and give the same answers. A thousand distinct times a day in
     two bins, so that the bins holding the percentiles hold many values every day."""
     window = """
         INSERT INTO constitutional_validations
@@ -546,7 +560,32 @@ def test_the_24_hour_figures_read_the_same_rollup_pages_whatever_the_history(
             for tenant in ("fresh", "aged")
         ]
         assert answers[0] == answers[1] and answers[0] is not None and answers[0][0] == 3000
-        fresh, aged = _rollup_pages(conn, "fresh"), _rollup_pages(conn, "aged")
+        realtime = "EXECUTE realtime_plan (%s)"
+        fresh, aged = (
+            _rollup_pages(conn, realtime, ("fresh",)),
+            _rollup_pages(conn, realtime, ("aged",)),
+        )
+        assert fresh > 0
+        assert aged <= fresh * 1.2 + 4
+        conn.execute(
+            "PREPARE range_plan (varchar, timestamptz, timestamptz) AS"
+            " SELECT * FROM tenant_metrics_range($1, $2, $3)"
+        )
+        now = conn.execute("SELECT now()").fetchone()
+        assert now is not None
+        since, until = now[0] - timedelta(hours=20), now[0] - timedelta(hours=2)
+        ranged = [
+            conn.execute(
+                "SELECT total_validations, p95_processing_time_ms, p99_processing_time_ms"
+                " FROM tenant_metrics_range(%s, %s, %s)",
+                (tenant, since, until),
+            ).fetchone()
+            for tenant in ("fresh", "aged")
+        ]
+        assert ranged[0] == ranged[1] and ranged[0] is not None and ranged[0][0] > 2000
+        execute = "EXECUTE range_plan (%s, %s, %s)"
+        fresh = _rollup_pages(conn, execute, ("fresh", since, until))
+        aged = _rollup_pages(conn, execute, ("aged", since, until))
         assert fresh > 0
         assert aged <= fresh * 1.2 + 4
 

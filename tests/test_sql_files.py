@@ -39,14 +39,14 @@ DYNAMIC: dict[tuple[str, str], tuple[str, ...]] = {
     ("acgs_db/bench/metrics.py", "f'schema/{version}'"): (
         "schema/tenant_metrics_24h_v6",
         "schema/tenant_metrics_24h_v5",
+        "schema/tenant_metrics_range_v4",
         "schema/tenant_metrics_range_v3",
-        "schema/tenant_metrics_range_v2",
         "schema/rollup_fold_v6",
         "schema/rollup_fold_v5",
     ),
     ("acgs_db/bench/metrics.py", "f'schema/{versions[0]}'"): (
         "schema/tenant_metrics_24h_v6",
-        "schema/tenant_metrics_range_v3",
+        "schema/tenant_metrics_range_v4",
     ),
     ("migrations/versions/0010_ledger.py", "f'schema/{name}_v1'"): (
         "schema/ledger_row_digest_v1",

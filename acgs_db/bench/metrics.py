@@ -7,7 +7,8 @@ In a scratch database (:mod:`acgs_db.bench.scratch`):
   tenants' rows; ``ValidationRepository.tenant_metrics(tenant, since=now - days)`` (p50/p99)
   against the seed's aggregate SQL over the same rows and range, calls interleaved in the same
   run, with the ratio, and both answers checked equal. Then the same range with the function
-  of migration 0016 (v3, coarse day bins) and the one before it (v2) swapped in alternately,
+  of migration 0018 (v4, values read hour by hour where that reads less) and the one before it
+  (v3) swapped in alternately,
   two rounds each, with their ratio.
 * **24h**: a tenant with ``tenant_rows`` rows in its last 24 hours: the real-time statement
   (``sql/queries/metrics_realtime.sql``, ``tenant_metrics_24h()``) p50/p99 with the function of
@@ -46,7 +47,7 @@ from acgs_db.settings import Settings
 _LONG = 7200.0
 # The fold of the newest migration (0016) and the one before it; likewise the ranged function.
 _FOLDS = ("rollup_fold_v6", "rollup_fold_v5")
-_RANGES = ("tenant_metrics_range_v3", "tenant_metrics_range_v2")
+_RANGES = ("tenant_metrics_range_v4", "tenant_metrics_range_v3")
 _REALTIME = ("tenant_metrics_24h_v6", "tenant_metrics_24h_v5")
 _CHUNK = 250_000
 _SEED_WINDOW = "WHERE created_at >= NOW() - INTERVAL '24 hours'"
@@ -230,8 +231,8 @@ def _percentiles(samples: list[int]) -> Percentiles:
 async def _range_versions(
     pool: Pool, repo: ValidationRepository, tenant: str, options: Options
 ) -> dict[str, Any]:
-    """p50/p99 of the ranged figures with tenant_metrics_range() v3 (migration 0016) and v2
-    swapped in alternately, two rounds each; v3 stays in place."""
+    """p50/p99 of the ranged figures with tenant_metrics_range() v4 (migration 0018) and v3
+    swapped in alternately, two rounds each; v4 stays in place."""
 
     def ranged() -> Awaitable[object]:
         return repo.tenant_metrics(tenant, datetime.now(UTC) - timedelta(days=options.days))
@@ -242,8 +243,8 @@ async def _range_versions(
     return {
         f"{_RANGES[0]}_ms": now_p.to_json(),
         f"{_RANGES[1]}_ms": before_p.to_json(),
-        "v2_over_v3_p50": round(before_p.p50 / now_p.p50, 2),
-        "v2_over_v3_p99": round(before_p.p99 / now_p.p99, 2),
+        "v3_over_v4_p50": round(before_p.p50 / now_p.p50, 2),
+        "v3_over_v4_p99": round(before_p.p99 / now_p.p99, 2),
     }
 
 

@@ -1,4 +1,4 @@
-"""The 24-hour figures read the chosen bins' values of the window only, not of the retention.
+"""The metrics read the chosen bins' values of the window only, not of the whole retention.
 
 Revision ID: 0018_window_values
 Revises: 0017_short_edge
@@ -14,11 +14,16 @@ v6 3.2-3.3 ms for both). v6
 of the window and chosen bin, and checks that each chosen bin's values add up to the bin's count
 (else the per-value pass, as for incomplete bins).
 
+``tenant_metrics_range()`` had the same flaw in its value steps; v4
+(sql/schema/tenant_metrics_range_v4.sql) reads the edge hours' values hour by hour, and the chosen
+bins' values hour by hour when the bins' rows over the retention outnumber 20 per hour and bin,
+else by value as before.
+
 The session-planned wrappers gain ``SET jit = off`` (sql/schema/metrics_planned_v2.sql): with
 few tenants a generic plan's estimates pass ``jit_above_cost`` and every call compiled the plan
 first (v6 in a 5-tenant database: 156 ms a call instead of 3.3 ms).
 
-Lock levels: none (replaces functions; the view keeps calling the same function).
+Lock levels: none (replaces functions; the view keeps calling the same functions).
 """
 
 from __future__ import annotations
@@ -36,12 +41,14 @@ depends_on = None
 
 def upgrade() -> None:
     op.execute(load_sql("schema/tenant_metrics_24h_v6"))
+    op.execute(load_sql("schema/tenant_metrics_range_v4"))
     op.execute(load_sql("schema/metrics_planned_v2"))
     _own_store()
 
 
 def downgrade() -> None:
     op.execute(load_sql("schema/tenant_metrics_24h_v5"))
+    op.execute(load_sql("schema/tenant_metrics_range_v3"))
     op.execute(load_sql("schema/metrics_planned_v1"))
     _own_store()
 
