@@ -521,8 +521,8 @@ def test_the_figures_read_the_same_rollup_pages_whatever_the_history(
     """Two tenants with the same rows in their window, one of them with 20 days of history
     behind it: the 24-hour figures (v6, migration 0018) and the figures over an 18-hour range
     (v4) read as many rollup pages for both (the cost follows the window, not the retention),
-    and give the same answers. A thousand distinct times a day in
-    two bins, so that the bins holding the percentiles hold many values every day."""
+    and give the same answers. A thousand distinct times a day in two bins, so that the bins
+    holding the percentiles hold many values every day."""
     window = """
         INSERT INTO constitutional_validations
             (tenant_id, decision_id, compliance_score, processing_time_ms, created_at)
