@@ -16,6 +16,7 @@ harness before the template, kept to measure what the template saves (README, Te
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
@@ -207,16 +208,24 @@ def conn(database_url: str) -> Iterator[psycopg.Connection]:
         yield connection
 
 
-@pytest.fixture(scope="session")
-async def pool(database_url: str) -> AsyncIterator[Pool]:
-    """The repository's own pool on the session database."""
-    p = await create_pool(database_url, min_size=1, max_size=10)
+@contextlib.asynccontextmanager
+async def pool_on(url: str) -> AsyncIterator[Pool]:
+    """The repository's own pool on ``url``; closing it fails the test that left a
+    connection acquired."""
+    p = await create_pool(url, min_size=1, max_size=10)
     yield p
     try:  # a connection never released would make close() wait forever
         await asyncio.wait_for(p.close(), timeout=30)
     except TimeoutError:
         p.terminate()
         raise AssertionError("a test left a pool connection acquired") from None
+
+
+@pytest.fixture(scope="session")
+async def pool(database_url: str) -> AsyncIterator[Pool]:
+    """The repository's own pool on the session database."""
+    async with pool_on(database_url) as p:
+        yield p
 
 
 @pytest.fixture

@@ -182,7 +182,9 @@ async def test_writes_and_reads_interleave_on_few_server_connections(
     repo = ValidationRepository(pooled, POOLED)
 
     async def request(i: int) -> int:
-        decision = f"d{i % 10}"
+        # decision_scores() reads a decision across tenants: ids of this test's own, so that
+        # it reads this test's rows and not what the suite wrote before (52 s instead of 1).
+        decision = f"{tenant}-d{i % 10}"
         await repo.insert(ValidationRecord(tenant, decision, 0.5 + (i % 5) / 10, {"i": i}, i))
         history = await repo.history(tenant, decision, limit=1000)
         scores = await repo.decision_scores(decision)
